@@ -1,0 +1,42 @@
+"""scikit-learn's bundled 8x8 digits with fixed train/validation/test splits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class DigitsSplits:
+    """Features in [0, 1] (N x 64, float32) and integer labels (N,) per split."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+def load_digits_splits(seed: int = 0, val_fraction: float = 0.2,
+                       test_fraction: float = 0.2) -> DigitsSplits:
+    """Split the 1,797 digits by a seeded permutation.
+
+    Args:
+        seed: Seed of the permutation (the same seed gives the same splits).
+        val_fraction: Share of the validation split.
+        test_fraction: Share of the test split; the rest is training data.
+    """
+    from sklearn.datasets import load_digits
+
+    if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise ValueError("val_fraction and test_fraction must be in (0, 1) and sum below 1")
+    data = load_digits()
+    x = (data.data / 16.0).astype(np.float32)
+    y = data.target.astype(np.int64)
+    order = np.random.default_rng(seed).permutation(len(x))
+    n_test = int(round(test_fraction * len(x)))
+    n_val = int(round(val_fraction * len(x)))
+    test, val, train = order[:n_test], order[n_test:n_test + n_val], order[n_test + n_val:]
+    return DigitsSplits(x[train], y[train], x[val], y[val], x[test], y[test])

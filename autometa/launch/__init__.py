@@ -1,0 +1,1 @@
+"""Launching searches: building a ``tune.Tuner`` from a file, the CLI, results."""

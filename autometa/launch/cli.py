@@ -1,0 +1,212 @@
+"""The ``autometa`` command line: validate, run, show, convert.
+
+Bad input (a malformed file, an unknown name) prints one line naming the file,
+key path and line, and exits with status 2, never with a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from autometa.space import SpaceError, load_space
+
+EXIT_BAD_INPUT = 2
+CONVERT_TARGETS = ("configspace-json", "nni-json", "yaml", "json")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``autometa`` command."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return EXIT_BAD_INPUT
+    try:
+        return args.handler(args)
+    except SpaceError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished trials are saved; continue with --resume", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="autometa", description="AutoML for Ray Tune: run searches from search-space files.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("validate", help="check search-space files",
+                       description="Check search-space files; exit 2 on the first bad one.")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.set_defaults(handler=_validate)
+
+    p = sub.add_parser("run", help="run (or resume) a search",
+                       description="Run the search a file describes, on local Ray (default) or "
+                                   "a cluster (--address).")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--searcher", help="override experiment.searcher (a registered name)")
+    p.add_argument("--scheduler", help="override experiment.scheduler (a registered name)")
+    p.add_argument("--num-samples", type=_positive_int, help="override experiment.num_samples")
+    p.add_argument("--storage-path", help="override experiment.storage_path")
+    p.add_argument("--name", help="override experiment.name (the results folder)")
+    p.add_argument("--address", help="Ray cluster to join: auto, HOST:PORT or ray://HOST:PORT "
+                                     "(default: start local Ray)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the latest interrupted run of this experiment")
+    p.add_argument("--quiet", action="store_true", help="print less of Tune's progress")
+    p.set_defaults(handler=_run)
+
+    p = sub.add_parser("show", help="summarize a results folder",
+                       description="Print the best trials, write best_config.yaml and PNG plots.")
+    p.add_argument("results", metavar="RESULTS_DIR")
+    p.add_argument("--metric", help="metric to rank by (default: the experiment's)")
+    p.add_argument("--mode", choices=("min", "max"))
+    p.add_argument("--top", type=_positive_int, default=10, help="rows to print (default 10)")
+    p.add_argument("--output", help="folder for best_config.yaml and plots "
+                                    "(default: RESULTS_DIR/autometa_report)")
+    p.set_defaults(handler=_show)
+
+    p = sub.add_parser("convert", help="convert a search-space file",
+                       description="Convert a search space to another format (printed to stdout "
+                                   "or written with -o).")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--to", required=True, choices=CONVERT_TARGETS)
+    p.add_argument("-o", "--output", help="write here instead of stdout")
+    p.set_defaults(handler=_convert)
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from autometa.launch.plan import plan_experiment
+
+    for file in args.files:
+        space = load_space(file)
+        if space.experiment is not None:
+            plan_experiment(space, need_trainable=False)
+        n = len(space.searchable())
+        print(f"{file}: ok ({n} searchable parameter{'s' if n != 1 else ''}, "
+              f"{len(space.forbidden)} forbidden clause{'s' if len(space.forbidden) != 1 else ''})")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from autometa.launch.plan import Overrides, plan_experiment
+
+    space = load_space(args.file)
+    overrides = Overrides(searcher=args.searcher, scheduler=args.scheduler,
+                          num_samples=args.num_samples, storage_path=args.storage_path,
+                          name=args.name)
+    exp = plan_experiment(space, overrides)  # fail on bad input before Ray starts
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from autometa.launch.run import run_experiment
+
+    print(f"autometa: {exp.searcher.name} searcher, {exp.scheduler.name} scheduler, "
+          f"{exp.trainable} trainable, metric {exp.metric} ({exp.mode})", flush=True)
+    results, path = run_experiment(space, overrides, resume=args.resume, address=args.address,
+                                   verbose=1 if args.quiet else 2)
+    code = _report(results, path, exp.metric, exp.mode)
+    if _unfinished(results):  # Ctrl-C: Tune saved the state
+        print(f"interrupted: continue with: autometa run {args.file} --resume", file=sys.stderr)
+        return 130
+    return code
+
+
+def _unfinished(results: object) -> int:
+    try:
+        return len(results) - results.num_terminated - results.num_errors  # type: ignore
+    except (AttributeError, TypeError):
+        return 0
+
+
+def _report(results: object, path: str, metric: str, mode: str) -> int:
+    import yaml
+
+    from autometa.launch.show import summarize, write_best_config
+
+    print()
+    errors = list(getattr(results, "errors", []) or [])
+    if errors:
+        print(f"{len(errors)} trial(s) failed; their errors are in {path}")
+    try:
+        summary = summarize(path, metric=metric, mode=mode)
+    except ValueError as err:
+        print(f"{err}; results are in {path}")
+        return 1
+    best = summary.table.iloc[0]
+    config_file = os.path.join(path, "best_config.yaml")
+    write_best_config(summary, config_file)
+    print(f"Best trial {best['trial_id']}: {metric} = {best[metric]:.6g} "
+          f"(best of its {best['iterations']} reports; {len(summary.table)} trials)")
+    print("Best config:")
+    print("  " + yaml.safe_dump(summary.best_config, sort_keys=False).rstrip().replace("\n", "\n  "))
+    print(f"Results: {path}")
+    print(f"Best config written to {config_file}; more with: autometa show {path}")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from autometa.launch.show import summarize, write_best_config, write_plots
+
+    summary = summarize(args.results, metric=args.metric, mode=args.mode)
+    import pandas as pd
+
+    columns = ["trial_id", summary.metric, "status", "iterations"] + \
+        [c for c in summary.table.columns if c.startswith("config/")]
+    with pd.option_context("display.max_columns", 30, "display.width", 200):
+        print(summary.table[columns].head(args.top).to_string(index=False))
+    out = args.output or os.path.join(summary.path, "autometa_report")
+    os.makedirs(out, exist_ok=True)
+    best_file = os.path.join(out, "best_config.yaml")
+    write_best_config(summary, best_file)
+    plots = write_plots(summary, out)
+    print(f"\nBest config: {best_file}")
+    print(f"Plots: {', '.join(os.path.basename(p) for p in plots)} in {out}")
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    import json
+
+    space = load_space(args.file)
+    if args.to == "configspace-json":
+        from autometa.convert.configspace import to_configspace_json
+
+        text = to_configspace_json(space)
+    elif args.to == "nni-json":
+        from autometa.convert.nni import to_nni
+
+        text = json.dumps(to_nni(space), indent=2) + "\n"
+    else:
+        from autometa.convert.document import dump_document
+
+        text = dump_document(space, args.to)
+    if args.output:
+        with open(args.output, "w") as handle:
+            handle.write(text)
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""Checking an experiment against the registries, before anything starts.
+
+Everything a run needs is resolved here (searcher, scheduler, trainable,
+resources) so that a bad file fails in ``autometa validate`` with the key path
+and line, never half-way through a search. No Ray import happens here.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, replace
+from typing import Any
+
+from autometa.space import Component, Experiment, Space, SpaceError
+
+
+@dataclass
+class Overrides:
+    """Command-line overrides of the file's ``experiment`` section."""
+
+    searcher: str | None = None
+    scheduler: str | None = None
+    num_samples: int | None = None
+    storage_path: str | None = None
+    name: str | None = None
+
+
+def plan_experiment(space: Space, overrides: Overrides | None = None,
+                    need_trainable: bool = True) -> Experiment:
+    """The experiment to run, with overrides applied and every name checked.
+
+    Raises:
+        SpaceError: naming the file, key path and line of what is wrong.
+    """
+    from autometa.schedulers import REQUIRED_SEARCHER, SCHEDULERS, scheduler_options
+    from autometa.searchers import SEARCHERS, searcher_options
+
+    exp = copy.deepcopy(space.experiment) if space.experiment is not None else Experiment()
+    o = overrides or Overrides()
+    if o.searcher and o.searcher != exp.searcher.name:
+        exp.searcher = Component(o.searcher)  # the file's options belong to its own searcher
+    if o.scheduler and (exp.scheduler is None or o.scheduler != exp.scheduler.name):
+        exp.scheduler = Component(o.scheduler)
+    exp = replace(exp, num_samples=o.num_samples or exp.num_samples,
+                  storage_path=o.storage_path or exp.storage_path, name=o.name or exp.name)
+    if exp.scheduler is None:
+        exp.scheduler = Component("bohb" if exp.searcher.name == "bohb" else "fifo")
+
+    where = ("experiment",)
+    if exp.searcher.name not in SEARCHERS:
+        raise space.error(f"unknown searcher {exp.searcher.name!r}; expected one of "
+                          f"{sorted(SEARCHERS)}", *where, "searcher")
+    _check_options(space, exp.searcher, searcher_options(exp.searcher.name), "searcher")
+    if exp.scheduler.name not in SCHEDULERS:
+        raise space.error(f"unknown scheduler {exp.scheduler.name!r}; expected one of "
+                          f"{sorted(SCHEDULERS)}", *where, "scheduler")
+    _check_options(space, exp.scheduler, scheduler_options(exp.scheduler.name), "scheduler")
+    required = REQUIRED_SEARCHER.get(exp.scheduler.name)
+    if required and exp.searcher.name != required:
+        raise space.error(f"the {exp.scheduler.name} scheduler works only with the {required} "
+                          f"searcher, not {exp.searcher.name!r}", *where, "scheduler")
+    if exp.searcher.name == "bohb" and exp.scheduler.name != "bohb":
+        raise space.error("the bohb searcher needs the bohb scheduler (HyperBandForBOHB), which "
+                          "gives it the budgets its model is built on", *where, "scheduler")
+    if exp.searcher.name == "bohb":
+        try:
+            from autometa.convert.configspace import to_configspace
+
+            to_configspace(space)
+        except ValueError as err:
+            raise space.error(str(err), "parameters") from None
+    if need_trainable:
+        if not exp.trainable:
+            raise space.error("missing key 'trainable' (a built-in name such as digits_mlp, or "
+                              "'module:function')", *where)
+        if not exp.metric:
+            raise space.error("missing key 'metric' (the result key to optimize)", *where)
+        from autometa.trainables import TRAINABLES
+
+        if exp.trainable not in TRAINABLES and ":" not in exp.trainable:
+            raise space.error(f"unknown trainable {exp.trainable!r}: use a built-in name "
+                              f"({', '.join(sorted(TRAINABLES))}) or 'module:function'",
+                              *where, "trainable")
+    if not exp.name:
+        exp.name = "autometa"
+    return exp
+
+
+def _check_options(space: Space, comp: Component, allowed: list[str], kind: str) -> None:
+    for key in comp.options:
+        if key not in allowed:
+            raise space.error(f"unknown option {key!r} for {kind} {comp.name!r}; accepted: "
+                              f"{allowed}", "experiment", kind, key)
+
+
+def scheduler_defaults(exp: Experiment) -> dict[str, Any]:
+    """Options a scheduler gets from the rest of the experiment (``max_t`` from ``stop``)."""
+    opts = dict(exp.scheduler.options)
+    limit = exp.stop.get("training_iteration")
+    if exp.scheduler.name in ("asha", "hyperband", "bohb") and "max_t" not in opts and limit:
+        opts["max_t"] = int(limit)
+    return opts
+
+
+__all__ = ["Overrides", "SpaceError", "plan_experiment", "scheduler_defaults"]

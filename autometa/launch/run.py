@@ -1,0 +1,140 @@
+"""Building and running a ``tune.Tuner`` from a space and its experiment."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+from typing import Any
+
+import ray
+from ray import tune
+from ray.tune.search import ConcurrencyLimiter
+
+from autometa.launch.plan import Overrides, plan_experiment, scheduler_defaults
+from autometa.launch.stopper import ExperimentStopper
+from autometa.space import Experiment, Space
+
+logger = logging.getLogger("autometa")
+
+
+def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+    """Connect to a cluster (``address``) or start local Ray; dashboard on 127.0.0.1 only."""
+    if ray.is_initialized():
+        return
+    if address:
+        ray.init(address=address, log_to_driver=True)
+    else:
+        ray.init(num_cpus=num_cpus, include_dashboard=False, dashboard_host="127.0.0.1",
+                 log_to_driver=True)
+
+
+def build_tuner(space: Space, exp: Experiment, *, experiment_dir: str | None = None,
+                verbose: int = 1) -> tune.Tuner:
+    """A ready ``tune.Tuner`` for ``exp`` (checked with :func:`plan_experiment`)."""
+    from autometa.schedulers import make_scheduler
+    from autometa.searchers import make_searcher
+    from autometa.trainables import resolve_trainable
+
+    trainable = tune.with_resources(resolve_trainable(exp.trainable), _resources(exp))
+    num_samples = exp.num_samples
+    options = dict(exp.searcher.options)
+    if exp.searcher.name == "grid":
+        options.setdefault("repeats", num_samples)
+        num_samples = -1  # the grid searcher says when it is finished
+    searcher = make_searcher(exp.searcher.name, space, metric=exp.metric, mode=exp.mode,
+                             seed=exp.seed, **options)
+    search_alg = ConcurrencyLimiter(searcher, max_concurrent=_max_concurrent(exp))
+    scheduler = make_scheduler(exp.scheduler.name, **scheduler_defaults(exp))
+    storage, name = _location(exp, experiment_dir)
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(metric=exp.metric, mode=exp.mode, search_alg=search_alg,
+                                    scheduler=scheduler, num_samples=num_samples,
+                                    time_budget_s=exp.time_budget_s),
+        run_config=tune.RunConfig(
+            name=name, storage_path=storage, stop=ExperimentStopper(exp.stop, exp.metric),
+            failure_config=tune.FailureConfig(max_failures=exp.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2), verbose=verbose),
+    )
+
+
+def restore_tuner(space: Space, exp: Experiment, experiment_dir: str) -> tune.Tuner:
+    """Reopen an interrupted experiment: finished trials stay, unfinished ones resume."""
+    from autometa.trainables import resolve_trainable
+
+    trainable = tune.with_resources(resolve_trainable(exp.trainable), _resources(exp))
+    return tune.Tuner.restore(experiment_dir, trainable=trainable, resume_unfinished=True,
+                              resume_errored=True)
+
+
+def run_experiment(space: Space, overrides: Overrides | None = None, *, resume: bool = False,
+                   address: str | None = None, verbose: int = 1) -> tuple[Any, str]:
+    """Run (or resume) the search described by ``space``; return the results and their folder."""
+    exp = plan_experiment(space, overrides)
+    init_ray(address)
+    if resume:
+        path = find_experiment(exp)
+        if path is None:
+            raise FileNotFoundError(
+                f"nothing to resume: no experiment named {exp.name!r} under "
+                f"{os.path.expanduser(exp.storage_path)}")
+        tuner = restore_tuner(space, exp, path)
+    else:
+        path = new_experiment_dir(exp)
+        tuner = build_tuner(space, exp, experiment_dir=path, verbose=verbose)
+        write_space_copy(space, exp, path)
+    return tuner.fit(), path
+
+
+SPACE_COPY = "autometa_space.yaml"
+
+
+def write_space_copy(space: Space, exp: Experiment, path: str) -> None:
+    """Keep the space and the experiment as run (overrides applied) beside the results."""
+    from autometa.convert.document import dump_document
+
+    os.makedirs(path, exist_ok=True)
+    copy = Space(space.parameters, space.forbidden, exp, space.source)
+    with open(os.path.join(path, SPACE_COPY), "w") as handle:
+        handle.write(f"# The search space as run by autometa (from {space.source}).\n")
+        handle.write(dump_document(copy))
+
+
+def new_experiment_dir(exp: Experiment) -> str:
+    """``storage/name``, or ``storage/name-YYYYmmdd-HHMMSS`` when that exists already."""
+    storage = os.path.abspath(os.path.expanduser(exp.storage_path))
+    path = os.path.join(storage, exp.name)
+    if os.path.exists(path):
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        path = os.path.join(storage, f"{exp.name}-{stamp}")
+    return path
+
+
+def find_experiment(exp: Experiment) -> str | None:
+    """The most recent restorable experiment folder of ``exp`` (``name`` or ``name-<stamp>``)."""
+    storage = os.path.abspath(os.path.expanduser(exp.storage_path))
+    if not os.path.isdir(storage):
+        return None
+    candidates = [os.path.join(storage, d) for d in os.listdir(storage)
+                  if d == exp.name or d.startswith(exp.name + "-")]
+    candidates = [c for c in candidates if tune.Tuner.can_restore(c)]
+    return max(candidates, key=os.path.getmtime) if candidates else None
+
+
+def _location(exp: Experiment, experiment_dir: str | None) -> tuple[str, str]:
+    if experiment_dir:
+        return os.path.dirname(experiment_dir), os.path.basename(experiment_dir)
+    return os.path.abspath(os.path.expanduser(exp.storage_path)), exp.name
+
+
+def _resources(exp: Experiment) -> dict[str, float]:
+    return dict(exp.resources_per_trial)
+
+
+def _max_concurrent(exp: Experiment) -> int:
+    if exp.max_concurrent_trials:
+        return exp.max_concurrent_trials
+    cpus = ray.cluster_resources().get("CPU", 1) if ray.is_initialized() else 1
+    per_trial = exp.resources_per_trial.get("cpu", 1) or 1
+    return max(1, int(cpus // per_trial))

@@ -1,0 +1,162 @@
+"""Reading a finished (or interrupted) experiment: best trials, best config, plots."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+
+@dataclass
+class ExperimentSummary:
+    """What ``autometa show`` prints and writes.
+
+    Attributes:
+        path: Experiment folder.
+        metric, mode: What was optimized.
+        table: One row per trial (pandas DataFrame), best first.
+        best_config: Config of the best trial.
+    """
+
+    path: str
+    metric: str
+    mode: str
+    table: Any
+    best_config: dict[str, Any]
+
+
+def summarize(path: str, metric: str | None = None, mode: str | None = None) -> ExperimentSummary:
+    """Load the experiment in ``path`` and rank its trials by their best ``metric`` value.
+
+    Raises:
+        FileNotFoundError: no Tune experiment in ``path``.
+        ValueError: the metric is unknown or no trial reported it.
+    """
+    from ray.tune import ExperimentAnalysis
+
+    path = os.path.abspath(os.path.expanduser(path))
+    if not os.path.isdir(path) or not any(f.startswith("experiment_state") for f in os.listdir(path)):
+        raise FileNotFoundError(f"{path}: not a Tune experiment folder (no experiment_state file)")
+    analysis = ExperimentAnalysis(path)
+    saved = _saved_experiment(path)
+    metric = metric or analysis.default_metric or saved.get("metric")
+    mode = mode or analysis.default_mode or saved.get("mode") or "min"
+    if not metric:
+        raise ValueError("the experiment has no default metric: pass --metric")
+    rows = []
+    for trial in analysis.trials:
+        history = analysis.trial_dataframes.get(trial.trial_id)
+        values = [] if history is None or metric not in history else [
+            v for v in history[metric].tolist() if isinstance(v, (int, float)) and math.isfinite(v)]
+        best = (min(values) if mode == "min" else max(values)) if values else math.nan
+        rows.append({"trial_id": trial.trial_id, metric: best, "status": trial.status,
+                     "iterations": 0 if history is None else len(history),
+                     **{f"config/{k}": v for k, v in _flatten(trial.config).items()}})
+    import pandas as pd
+
+    table = pd.DataFrame(rows)
+    if table.empty or table[metric].isna().all():
+        raise ValueError(f"no trial reported a finite {metric!r}")
+    table = table.sort_values(metric, ascending=(mode == "min"), na_position="last")
+    best_id = table.iloc[0]["trial_id"]
+    best_config = next(t.config for t in analysis.trials if t.trial_id == best_id)
+    return ExperimentSummary(path, metric, mode, table.reset_index(drop=True), best_config)
+
+
+def _saved_experiment(path: str) -> dict[str, Any]:
+    file = os.path.join(path, "autometa_space.yaml")
+    if not os.path.exists(file):
+        return {}
+    with open(file) as handle:
+        doc = yaml.safe_load(handle) or {}
+    return doc.get("experiment") or {}
+
+
+def write_best_config(summary: ExperimentSummary, file: str) -> None:
+    """Write the best config as YAML."""
+    with open(file, "w") as handle:
+        yaml.safe_dump(summary.best_config, handle, sort_keys=False)
+
+
+def write_plots(summary: ExperimentSummary, folder: str) -> list[str]:
+    """PNG plots: the metric over trials (with the running best) and against each parameter."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    os.makedirs(folder, exist_ok=True)
+    table = summary.table.sort_values("trial_id", kind="stable")
+    order = _trial_order(summary)
+    table = table.assign(_order=[order.get(t, i) for i, t in enumerate(table["trial_id"])])
+    table = table.sort_values("_order")
+    values = table[summary.metric].to_numpy(dtype=float)
+    best = _running_best(values, summary.mode)
+    files = []
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(range(1, len(values) + 1), values, "o", label=summary.metric)
+    ax.plot(range(1, len(values) + 1), best, "-", label=f"best so far ({summary.mode})")
+    ax.set_xlabel("trial (in start order)")
+    ax.set_ylabel(summary.metric)
+    ax.legend()
+    fig.tight_layout()
+    files.append(os.path.join(folder, "metric_over_trials.png"))
+    fig.savefig(files[-1], dpi=100)
+    plt.close(fig)
+    for column in [c for c in table.columns if c.startswith("config/")]:
+        series = table[column]
+        if series.nunique(dropna=True) <= 1:
+            continue
+        fig, ax = plt.subplots(figsize=(5, 4))
+        numeric = series.map(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool))
+        if numeric.all():
+            ax.plot(series.astype(float), values, "o")
+            positive = (series.astype(float) > 0).all()
+            if positive and series.astype(float).max() / series.astype(float).min() > 100:
+                ax.set_xscale("log")
+        else:
+            labels = series.astype(str)
+            cats = sorted(labels.unique())
+            ax.plot([cats.index(v) for v in labels], values, "o")
+            ax.set_xticks(range(len(cats)), cats, rotation=30)
+        name = column[len("config/"):]
+        ax.set_xlabel(name)
+        ax.set_ylabel(summary.metric)
+        fig.tight_layout()
+        files.append(os.path.join(folder, f"metric_vs_{name.replace('/', '.')}.png"))
+        fig.savefig(files[-1], dpi=100)
+        plt.close(fig)
+    return files
+
+
+def _trial_order(summary: ExperimentSummary) -> dict[str, int]:
+    # Tune names trials <trainable>_<id>_<counter>_...; fall back to table order.
+    order = {}
+    for name in os.listdir(summary.path):
+        parts = name.split("_")
+        for i, part in enumerate(parts[:-1]):
+            if part in set(summary.table["trial_id"]) and parts[i + 1].isdigit():
+                order[part] = int(parts[i + 1])
+    return order
+
+
+def _running_best(values: Any, mode: str) -> list[float]:
+    out, best = [], math.nan
+    for v in values:
+        if math.isfinite(v) and (math.isnan(best) or (v < best if mode == "min" else v > best)):
+            best = v
+        out.append(best)
+    return out
+
+
+def _flatten(config: dict, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}/"))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out

@@ -1,0 +1,52 @@
+"""TPE through hyperopt: Ray's ``HyperOptSearch`` on the converted space."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from autometa.searchers.base import SpaceSearcher
+from autometa.space import Space
+
+
+class TPESearcher(SpaceSearcher):
+    """Tree-structured Parzen Estimator (hyperopt) on an autometa space.
+
+    Nested choices are native ``hp.choice`` branches; conditional parameters are
+    drawn always and dropped when inactive; forbidden combinations and truncated
+    normals are rejected and redrawn (the rejected draw is reported to hyperopt
+    as failed, so TPE does not model it).
+
+    Args:
+        n_initial_points: Random draws before TPE starts modelling.
+        gamma: TPE's quantile splitting good from bad observations.
+        **kwargs: See :class:`SpaceSearcher`.
+    """
+
+    def __init__(self, space: Space | None = None, metric: str | None = None,
+                 mode: str | None = None, seed: int | None = None, n_initial_points: int = 20,
+                 gamma: float = 0.25, **kwargs: Any) -> None:
+        super().__init__(space, metric, mode, seed, **kwargs)
+        self.n_initial_points = n_initial_points
+        self.gamma = gamma
+
+    def _setup(self) -> None:
+        from ray.tune.search.hyperopt import HyperOptSearch
+
+        from autometa.convert.hyperopt import to_hyperopt
+
+        self._base = HyperOptSearch(space=to_hyperopt(self.space), metric=self._metric,
+                                    mode=self._mode, n_initial_points=self.n_initial_points,
+                                    gamma=self.gamma, random_state_seed=self.seed)
+        self._attempt = 0
+
+    def _propose(self, trial_id: str) -> dict[str, Any] | None:
+        from autometa.convert.hyperopt import decode_hyperopt
+
+        native = self._base.suggest(trial_id)
+        return None if native is None else decode_hyperopt(self.space, native)
+
+    def _observe_intermediate(self, trial_id: str, result: dict) -> None:
+        self._base.on_trial_result(trial_id, result)
+
+    def _observe(self, trial_id: str, result: dict | None, error: bool) -> None:
+        self._base.on_trial_complete(trial_id, result=result, error=error)

@@ -1,0 +1,168 @@
+"""The searcher conformance suite.
+
+Each check takes a *factory*: ``factory(space=None, metric=..., mode=..., seed=...)``
+returning a fresh ``ray.tune.search.Searcher`` (e.g. ``functools.partial(make_searcher,
+"tpe")``). Checks that run Tune need a running local Ray.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from typing import Any
+
+from ray.tune.search import ConcurrencyLimiter, Searcher
+
+from autometa.space import Space
+from autometa.testing.spaces import full_space
+
+Factory = Callable[..., Searcher]
+METRIC = "loss"
+
+
+def assert_plain(value: Any, where: str = "config") -> None:
+    """Every leaf is a plain Python value (no numpy scalars)."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            assert isinstance(k, str), f"{where}: key {k!r} is not a str"
+            assert_plain(v, f"{where}.{k}")
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            assert_plain(v, f"{where}[{i}]")
+    else:
+        assert value is None or type(value) in (bool, int, float, str), \
+            f"{where}: {value!r} is a {type(value).__module__}.{type(value).__name__}"
+
+
+def _loss(config: dict) -> float:
+    # A deterministic score so model-based searchers have something to learn.
+    return (math.log10(config["lr"]) + 2) ** 2 + (config["width"] - 16) ** 2 / 100 + \
+        abs(config["shift"]) + (0.5 if config["optimizer"]["name"] == "adam" else 0.0)
+
+
+def _drive(searcher: Searcher, space: Space, n: int, prefix: str = "t",
+           score: Callable[[dict], float] = _loss) -> list[dict]:
+    configs = []
+    for i in range(n):
+        trial_id = f"{prefix}{i}"
+        config = searcher.suggest(trial_id)
+        if config == Searcher.FINISHED:
+            break
+        assert config is not None, f"suggestion {i} was None without a concurrency limit"
+        problems = space.problems(config)
+        assert not problems, f"suggestion {i} is outside the space: {problems} ({config})"
+        assert_plain(config)
+        configs.append(config)
+        value = score(config)
+        result = {METRIC: value, "training_iteration": 1, "config": config,
+                  "hyperband_info": {"budget": 1}}
+        searcher.on_trial_result(trial_id, result)
+        searcher.on_trial_complete(trial_id, result)
+    return configs
+
+
+def check_suggestions_in_space(factory: Factory, n: int = 30) -> None:
+    """Suggestions satisfy bounds, quantization, conditions and forbidden clauses; plain types."""
+    space = full_space()
+    configs = _drive(factory(space, metric=METRIC, mode="min", seed=0), space, n)
+    assert configs, "no suggestion at all"
+
+
+def check_seed_reproducible(factory: Factory, n: int = 5) -> None:
+    """The same seed gives the same first suggestions."""
+    space = full_space()
+    a = _drive(factory(space, metric=METRIC, mode="min", seed=3), space, n)
+    b = _drive(factory(space, metric=METRIC, mode="min", seed=3), space, n)
+    assert a == b, "same seed, different suggestions"
+
+
+def check_nonfinite_metrics(factory: Factory, n: int = 25) -> None:
+    """NaN and infinite metric values are survived, and later suggestions stay valid."""
+    space = full_space()
+    bad = iter([math.nan, math.inf, -math.inf] * n)
+    configs = _drive(factory(space, metric=METRIC, mode="min", seed=1), space, n,
+                     score=lambda c: next(bad) if c["depth"] != 2 else _loss(c))
+    assert len(configs) >= min(n, 2)
+
+
+def check_save_restore(factory: Factory, n_before: int = 6, n_after: int = 4) -> None:
+    """State saved after some trials restores into a fresh searcher that continues identically."""
+    space = full_space()
+    original = factory(space, metric=METRIC, mode="min", seed=7)
+    _drive(original, space, n_before)
+    pending = original.suggest("pending")  # a live trial at save time
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "searcher.pkl")
+        original.save(path)
+        restored = factory(space, metric=METRIC, mode="min", seed=99)
+        restored.restore(path)
+    assert pending is not None
+    for searcher in (original, restored):  # the live trial finishes after the restore
+        result = {METRIC: _loss(pending), "training_iteration": 1, "config": pending}
+        searcher.on_trial_complete("pending", result)
+    a = _drive(original, space, n_after, prefix="after")
+    b = _drive(restored, space, n_after, prefix="after")
+    assert a == b, "the restored searcher does not continue like the original"
+
+
+def check_late_space(factory: Factory, n: int = 10) -> None:
+    """Works when Tune hands over the space, metric and mode late (``set_search_properties``)."""
+    from autometa.convert.tune import to_tune
+
+    space = full_space()
+    tune_space = to_tune(space)
+    searcher = factory(None, metric=None, mode=None, seed=0)
+    assert searcher.set_search_properties(METRIC, "min", tune_space), \
+        "set_search_properties refused a Tune param_space"
+    # The space read back from Tune lacks the forbidden clause (Tune cannot express it).
+    plain = Space(space.parameters)
+    _drive(searcher, plain, n)
+
+
+def check_concurrency_limiter(factory: Factory) -> None:
+    """Under ``ConcurrencyLimiter(max_concurrent=2)``: two live trials, then None until one ends."""
+    space = full_space()
+    limiter = ConcurrencyLimiter(factory(space, metric=METRIC, mode="min", seed=0),
+                                 max_concurrent=2)
+    first, second = limiter.suggest("a"), limiter.suggest("b")
+    assert first is not None and second is not None
+    assert limiter.suggest("c") is None, "a third concurrent suggestion was made"
+    limiter.on_trial_complete("a", {METRIC: 1.0, "config": first})
+    third = limiter.suggest("c")
+    assert third is not None and not space.problems(third)
+
+
+ALL_CHECKS = (check_suggestions_in_space, check_seed_reproducible, check_nonfinite_metrics,
+              check_save_restore, check_late_space, check_concurrency_limiter)
+"""Every offline check; :func:`check_in_tune` additionally needs a running Ray."""
+
+
+def check_in_tune(factory: Factory, scheduler: Any = None, num_samples: int = 6,
+                  storage: str | None = None) -> Any:
+    """A real ``tune.Tuner`` run of the quadratic trainable; some trials report NaN.
+
+    Returns the ``ResultGrid``. Needs a running Ray.
+    """
+    from ray import tune
+
+    from autometa.testing.spaces import nan_space
+    from autometa.trainables.synthetic import quadratic
+
+    space = nan_space()
+    searcher = factory(space, metric=METRIC, mode="min", seed=0)
+    with tempfile.TemporaryDirectory() as folder:
+        tuner = tune.Tuner(
+            quadratic,
+            tune_config=tune.TuneConfig(metric=METRIC, mode="min", num_samples=num_samples,
+                                        search_alg=ConcurrencyLimiter(searcher, 2),
+                                        scheduler=scheduler),
+            run_config=tune.RunConfig(storage_path=storage or folder, verbose=0),
+        )
+        results = tuner.fit()
+    assert not results.errors, f"trials failed: {results.errors}"
+    assert len(results) == num_samples, f"{len(results)} trials instead of {num_samples}"
+    for result in results:
+        assert not space.problems(result.config), result.config
+    return results

@@ -1,0 +1,38 @@
+"""Built-in trainables, by name. The registry below is the only list of their names.
+
+A search-space file's ``experiment.trainable`` is either one of these names or
+an import path ``package.module:function`` to a Tune function trainable.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+
+TRAINABLES: dict[str, str] = {
+    "digits_mlp": "autometa.trainables.digits:train_digits_mlp",
+    "digits_cnn": "autometa.trainables.digits:train_digits_cnn",
+    "quadratic": "autometa.trainables.synthetic:quadratic",
+}
+"""Built-in trainable names and the functions behind them."""
+
+
+def resolve_trainable(spec: str) -> Callable:
+    """Return the trainable named ``spec`` (a built-in name or ``module:function``).
+
+    Raises:
+        ValueError: unknown name, unimportable module or missing function, with the fix.
+    """
+    target = TRAINABLES.get(spec, spec)
+    if ":" not in target:
+        raise ValueError(f"unknown trainable {spec!r}: use a built-in name "
+                         f"({', '.join(sorted(TRAINABLES))}) or an import path 'module:function'")
+    module_name, _, attr = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ValueError(f"cannot import {module_name!r} for trainable {spec!r}: {err}") from None
+    fn = getattr(module, attr, None)
+    if not callable(fn):
+        raise ValueError(f"module {module_name!r} has no callable {attr!r}")
+    return fn

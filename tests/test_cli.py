@@ -1,0 +1,169 @@
+"""The ``autometa`` command line, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import yaml
+
+from autometa.launch.cli import main
+from autometa.space import load_space
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SPACES = os.path.join(ROOT, "search_spaces")
+
+
+def quadratic_file(tmp_path, storage, name="quad", searcher="tpe", scheduler="fifo",
+                   num_samples=6, sleep=0.0, iterations=3):
+    text = f"""\
+        experiment:
+          name: {name}
+          trainable: quadratic
+          metric: loss
+          mode: min
+          searcher: {searcher}
+          scheduler: {scheduler}
+          num_samples: {num_samples}
+          max_concurrent_trials: 2
+          storage_path: {storage}
+          seed: 0
+        parameters:
+          x: {{type: uniform, low: 0, high: 1}}
+          y: {{type: choice, values: [0.0, 0.5, 1.0]}}
+          iterations: {iterations}
+          sleep: {sleep}
+        """
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(textwrap.dedent(text))
+    return str(path)
+
+
+def test_validate_every_bundled_file(capsys):
+    files = sorted(os.path.join(SPACES, f) for f in os.listdir(SPACES) if f.endswith((".yaml", ".json")))
+    assert len(files) >= 6
+    assert main(["validate", *files]) == 0
+    assert capsys.readouterr().out.count(": ok") == len(files)
+
+
+def test_validate_bad_file_exits_2_without_traceback(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("parameters:\n  lr: {type: loguniform, low: 0, high: 1}\n")
+    proc = subprocess.run([sys.executable, "-m", "autometa.launch.cli", "validate", str(bad)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert f"{bad}:2: parameters.lr.low: a log-scale parameter needs low > 0" in proc.stderr
+
+
+@pytest.mark.parametrize("target", ["configspace-json", "nni-json", "yaml", "json"])
+def test_convert(tmp_path, capsys, target):
+    source = os.path.join(SPACES, "nni_search_space.json" if target == "nni-json" else "tpe.yaml")
+    out = tmp_path / "out"
+    assert main(["convert", source, "--to", target, "-o", str(out)]) == 0
+    text = out.read_text()
+    if target == "configspace-json":
+        from ConfigSpace import ConfigurationSpace
+
+        from autometa.convert.configspace import from_configspace
+
+        cs = ConfigurationSpace.from_json(out)
+        assert from_configspace(cs).parameters == load_space(source).parameters
+    elif target == "nni-json":
+        (tmp_path / "search_space.json").write_text(text)
+        nni = load_space(str(tmp_path / "search_space.json"))
+        assert nni.parameters == load_space(source).parameters
+    else:
+        (tmp_path / f"copy.{target}").write_text(text)
+        assert load_space(str(tmp_path / f"copy.{target}")).parameters == load_space(source).parameters
+        if target == "json":
+            json.loads(text)
+
+
+def test_convert_reports_what_target_cannot_express(capsys):
+    assert main(["convert", os.path.join(SPACES, "conditional.yaml"), "--to", "nni-json"]) == 2
+    assert "NNI" in capsys.readouterr().err
+
+
+def test_run_unknown_searcher_flag_exits_2(tmp_path, storage, capsys):
+    file = quadratic_file(tmp_path, storage)
+    assert main(["run", file, "--searcher", "nope"]) == 2
+    assert "unknown searcher 'nope'" in capsys.readouterr().err
+
+
+def test_run_then_show(tmp_path, storage, ray_session, capsys):
+    file = quadratic_file(tmp_path, storage, num_samples=5)
+    assert main(["run", file, "--quiet"]) == 0
+    out = capsys.readouterr().out
+    path = os.path.join(storage, "quad")
+    assert "Best config:" in out and f"Results: {path}" in out
+    best = yaml.safe_load(open(os.path.join(path, "best_config.yaml")))
+    assert set(best) == {"x", "y", "iterations", "sleep"}
+    # A second run does not overwrite the first one.
+    assert main(["run", file, "--quiet", "--num-samples", "2", "--searcher", "random"]) == 0
+    assert len([d for d in os.listdir(storage) if d.startswith("quad")]) == 2
+    capsys.readouterr()
+    assert main(["show", path, "--top", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "config/x" in out and "best_config.yaml" in out
+    report = os.path.join(path, "autometa_report")
+    assert os.path.exists(os.path.join(report, "metric_over_trials.png"))
+    assert os.path.exists(os.path.join(report, "metric_vs_x.png"))
+
+
+def test_show_on_a_folder_without_results_exits_2(tmp_path, capsys):
+    assert main(["show", str(tmp_path)]) == 2
+    assert "not a Tune experiment folder" in capsys.readouterr().err
+
+
+def test_resume_after_interrupt_runs_no_finished_trial_again(tmp_path, storage):
+    file = quadratic_file(tmp_path, storage, name="slow", searcher="tpe", num_samples=8,
+                          sleep=1.0, iterations=3)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "autometa.launch.cli", "run", file, "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env, start_new_session=True)
+    path = os.path.join(storage, "slow")
+    deadline = time.time() + 180
+    while time.time() < deadline and len(_finished(path)) < 2:
+        time.sleep(0.5)
+    finished_before = _finished(path)
+    assert len(finished_before) >= 2, "no trial finished before the interrupt"
+    proc.send_signal(signal.SIGINT)
+    output = proc.communicate(timeout=120)[0]
+    assert len(_finished(path)) < 8, f"the run finished before the interrupt:\n{output}"
+    before = {trial: _rows(path, trial) for trial in _finished(path)}
+    resumed = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, env=env,
+                             timeout=300)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "Best config:" in resumed.stdout
+    after = _finished(path)
+    assert len(after) == 8, f"{len(after)} finished trials after resume"
+    for trial, rows in before.items():  # finished trials were not rerun
+        assert _rows(path, trial) == rows
+
+
+def _trial_dirs(path):
+    if not os.path.isdir(path):
+        return []
+    return [d for d in os.listdir(path) if os.path.isfile(os.path.join(path, d, "result.json"))]
+
+
+def _rows(path, trial):
+    with open(os.path.join(path, trial, "result.json")) as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def _finished(path):
+    out = []
+    for trial in _trial_dirs(path):
+        rows = _rows(path, trial)
+        if rows and rows[-1].get("done") or (rows and rows[-1].get("iteration") == 3):
+            out.append(trial)
+    return out

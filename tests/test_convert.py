@@ -1,0 +1,148 @@
+"""Converters: round trips, exact bound conventions, native samples inside the space, rejections."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+from ConfigSpace import ConfigurationSpace
+
+from autometa.convert.configspace import (
+    decode_configspace,
+    from_configspace,
+    to_configspace,
+    to_configspace_json,
+)
+from autometa.convert.document import dump_document
+from autometa.convert.hyperopt import decode_hyperopt, to_hyperopt
+from autometa.convert.nni import to_nni
+from autometa.convert.tune import from_tune, to_tune
+from autometa.space import space_from_dict, space_from_text
+from autometa.testing.spaces import FULL_SPACE, full_space
+
+
+def test_configspace_round_trip_object_and_json():
+    space = full_space()
+    assert from_configspace(to_configspace(space)).parameters == space.parameters
+    back = from_configspace(ConfigurationSpace.from_json(io.StringIO(to_configspace_json(space))))
+    assert back.parameters == space.parameters
+    assert back.forbidden == space.forbidden
+
+
+def test_configspace_samples_satisfy_the_space():
+    space = full_space()
+    cs = to_configspace(space, seed=0)
+    for config in cs.sample_configuration(300):
+        assert space.problems(space.assemble(decode_configspace(space, dict(config)))) == []
+
+
+def test_configspace_keeps_bounds_inclusive():
+    cs = to_configspace(space_from_dict({"parameters": {"k": {"type": "randint", "low": 1,
+                                                              "high": 5}}}))
+    assert (cs["k"].lower, cs["k"].upper) == (1, 5)
+
+
+def test_configspace_rejects_unbounded_normal():
+    space = space_from_dict({"parameters": {"x": {"type": "normal", "mu": 0, "sigma": 1}}})
+    with pytest.raises(ValueError, match="x: ConfigSpace .* needs both 'low' and 'high'"):
+        to_configspace(space)
+
+
+def test_tune_round_trip_and_bounds():
+    space = full_space()
+    back = from_tune(to_tune(space))
+    assert back.parameters == space.parameters
+    tune_space = to_tune(space_from_dict({"parameters": {"k": {"type": "randint", "low": 1,
+                                                               "high": 5}}}))
+    assert (tune_space["k"].lower, tune_space["k"].upper) == (1, 6)  # Tune excludes upper
+
+
+def test_tune_variants_satisfy_the_space():
+    from ray.tune.search.variant_generator import generate_variants
+
+    space = full_space()
+    tune_space = to_tune(space)
+    seen = 0
+    for _ in range(30):
+        for _, config in generate_variants({"config": tune_space}):
+            problems = space.problems(config["config"])
+            # Tune cannot express forbidden combinations; autometa's searchers enforce them.
+            assert all(p.startswith("forbidden") for p in problems), problems
+            seen += 1
+    assert seen == 60  # the grid parameter doubles each draw
+
+
+def test_from_tune_rejects_what_it_cannot_read():
+    from ray import tune
+
+    with pytest.raises(ValueError, match="x: cannot read tune.sample_from"):
+        from_tune({"x": tune.sample_from(lambda spec: 1)})
+    with pytest.raises(ValueError, match="qrandint"):
+        from_tune({"x": tune.qrandint(0, 10, 2)})
+
+
+def test_hyperopt_samples_decode_inside_the_space():
+    from hyperopt.pyll.stochastic import sample
+
+    space = full_space()
+    hp_space = to_hyperopt(space)
+    rng = np.random.default_rng(0)
+    widths = set()
+    for _ in range(500):
+        config = space.assemble(decode_hyperopt(space, sample(hp_space, rng=rng)))
+        problems = space.problems(config)
+        # hyperopt cannot truncate a normal nor forbid combinations: the searcher redraws those.
+        assert all(p.startswith(("forbidden", "shift")) for p in problems), problems
+        widths.add(config["width"])
+    assert min(widths) == 2 and max(widths) == 64
+
+
+def test_hyperopt_randint_upper_bound():
+    from hyperopt.pyll.stochastic import sample
+
+    space = space_from_dict({"parameters": {"k": {"type": "randint", "low": 1, "high": 3}}})
+    rng = np.random.default_rng(0)
+    values = {decode_hyperopt(space, sample(to_hyperopt(space), rng=rng))["k"] for _ in range(200)}
+    assert values == {1, 2, 3}
+
+
+@pytest.mark.parametrize("fmt", ["yaml", "json"])
+def test_document_round_trip(fmt):
+    space = full_space()
+    back = space_from_text(dump_document(space, fmt), file=f"x.{fmt}")
+    assert back.parameters == space.parameters and back.forbidden == space.forbidden
+
+
+def test_nni_export_round_trip(tmp_path):
+    doc = {"parameters": {
+        "lr": {"type": "loguniform", "low": 1e-4, "high": 0.1},
+        "units": {"type": "randint", "low": 8, "high": 63},
+        "drop": {"type": "quniform", "low": 0.0, "high": 0.5, "q": 0.1},
+        "opt": {"type": "choice", "values": [
+            {"name": "sgd", "momentum": {"type": "uniform", "low": 0, "high": 0.9}},
+            {"name": "adam"}]},
+    }}
+    space = space_from_dict(doc)
+    nni = to_nni(space)
+    assert nni["units"] == {"_type": "randint", "_value": [8, 64]}  # NNI excludes upper
+    file = tmp_path / "search_space.json"
+    file.write_text(json.dumps(nni))
+    from autometa.space import load_space
+
+    assert load_space(str(file)).parameters == space.parameters
+
+
+def test_nni_export_rejects_what_nni_cannot_express():
+    with pytest.raises(ValueError, match="forbidden"):
+        to_nni(full_space())
+    conditional = space_from_dict({"parameters": {
+        "o": {"type": "choice", "values": ["a", "b"]},
+        "x": {"type": "uniform", "low": 0, "high": 1, "condition": {"o": "a"}}}})
+    with pytest.raises(ValueError, match="x: NNI cannot express conditional"):
+        to_nni(conditional)
+
+
+def test_full_space_fixture_is_the_documented_one():
+    assert set(FULL_SPACE["parameters"]) >= {"lr", "optimizer", "model", "epochs"}

@@ -1,0 +1,44 @@
+"""Converting spaces or running black-box searches never imports torch; the space layer not Ray."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+
+def loaded_after(code: str) -> set[str]:
+    probe = code + "\nimport sys\nprint(' '.join(m for m in ('torch', 'ray', 'hyperopt', " \
+                   "'ConfigSpace') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                         timeout=120)
+    return set(out.stdout.split())
+
+
+def test_space_layer_loads_neither_ray_nor_torch():
+    loaded = loaded_after("import autometa, autometa.space, autometa.convert\n"
+                          "s = autometa.load_space('search_spaces/conditional.yaml')\n"
+                          "s.sample(0)\n"
+                          "from autometa.convert.document import dump_document; dump_document(s)\n"
+                          "from autometa.convert.nni import to_nni")
+    assert loaded == set()
+
+
+def test_cli_validate_and_convert_do_not_load_torch():
+    loaded = loaded_after("from autometa.launch.cli import main\n"
+                          "main(['validate', 'search_spaces/quickstart.yaml'])\n"
+                          "main(['convert', 'search_spaces/tpe.yaml', '--to', 'configspace-json',"
+                          " '-o', '/dev/null'])")
+    assert "torch" not in loaded
+
+
+@pytest.mark.parametrize("name", ["random", "grid", "tpe", "bohb"])
+def test_black_box_searchers_do_not_load_torch(name):
+    loaded = loaded_after(
+        "from autometa.searchers import make_searcher\n"
+        "from autometa.testing.spaces import full_space\n"
+        f"s = make_searcher('{name}', full_space(), metric='loss', mode='min', seed=0)\n"
+        "s.suggest('t1')\n"
+        "import autometa.schedulers as sch; sch.make_scheduler('asha')")
+    assert "torch" not in loaded and "ray" in loaded

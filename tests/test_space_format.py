@@ -1,0 +1,218 @@
+"""The search-space file format: every parameter type, groups, conditions, forbidden, NNI."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import numpy as np
+import pytest
+
+from autometa.space import ConstraintViolation, SpaceError, load_space, space_from_dict, space_from_text
+from autometa.testing.spaces import FULL_SPACE, full_space
+
+
+def write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return str(path)
+
+
+def test_every_type_is_parsed():
+    space = full_space()
+    by_key = {p.key: p for p in space}
+    assert by_key["lr"].dist == "uniform" and by_key["lr"].log and by_key["lr"].differentiable
+    assert by_key["width"].dist == "randint" and by_key["width"].log
+    assert by_key["dropout"].q == 0.1 and not by_key["dropout"].log
+    assert by_key["scale"].q == 0.5 and by_key["scale"].log
+    assert by_key["shift"].dist == "normal" and by_key["shift"].low == -2.0
+    assert by_key["act"].dist == "grid"
+    assert by_key["optimizer"].values == ("sgd", "adam")
+    assert by_key["optimizer[sgd].momentum"].path == ("optimizer", "momentum")
+    assert by_key["model.bias"].conditions[0].parent == "act"
+    assert by_key["epochs"].dist == "constant" and by_key["epochs"].value == 3
+    assert [p.key for p in space.differentiable()] == ["lr"]
+
+
+def test_yaml_and_json_are_one_schema(tmp_path):
+    yaml_file = write(tmp_path, "s.yaml", "parameters:\n  x: {type: uniform, low: 0, high: 1}\n")
+    json_file = tmp_path / "s.json"
+    json_file.write_text(json.dumps({"parameters": {"x": {"type": "uniform", "low": 0, "high": 1}}}))
+    assert load_space(yaml_file).parameters == load_space(str(json_file)).parameters
+
+
+def test_samples_satisfy_the_space_and_cover_it():
+    space = full_space()
+    rng = np.random.default_rng(0)
+    configs = [space.sample(rng) for _ in range(3000)]
+    for config in configs:
+        assert space.problems(config) == []
+    widths = {c["width"] for c in configs}
+    assert min(widths) == 2 and max(widths) == 64  # randint: both bounds inclusive
+    assert {c["dropout"] for c in configs} <= {0.0, 0.1, 0.2, 0.3, 0.4, 0.5}
+    assert {c["depth"] for c in configs} == {1, 2, 3}
+    assert not any(c["act"] == "tanh" and c["depth"] == 3 for c in configs)  # forbidden
+    assert all((c["model"]["bias"] is None) == (c["act"] == "relu") for c in configs)
+    assert all(set(c["optimizer"]) == ({"name", "momentum"} if c["optimizer"]["name"] == "sgd"
+                                       else {"name", "beta1"}) for c in configs)
+    assert all(-2 <= c["shift"] <= 2 for c in configs)
+
+
+def test_log_randint_law_matches_tune_lograndint():
+    space = space_from_dict({"parameters": {"k": {"type": "randint", "low": 1, "high": 100,
+                                                  "log": True}}})
+    rng = np.random.default_rng(1)
+    values = np.array([space.sample(rng)["k"] for _ in range(20000)])
+    # floor(exp(U(log 1, log 101))): P(k <= 9) = log(10) / log(101)
+    assert abs((values <= 9).mean() - np.log(10) / np.log(101)) < 0.015
+
+
+def test_problems_name_what_is_wrong():
+    space = full_space()
+    config = space.sample(0)
+    config["width"] = 65
+    config["dropout"] = 0.15
+    config["act"] = "tanh"
+    config["depth"] = 3
+    config["model"]["bias"] = 0.0
+    problems = " ".join(space.problems(config))
+    assert "width" in problems and "outside" in problems
+    assert "multiple of q" in problems
+    assert "forbidden combination" in problems
+    with pytest.raises(ConstraintViolation):
+        space.validate(config)
+
+
+def test_flatten_inverts_assemble():
+    space = full_space()
+    for seed in range(20):
+        config = space.sample(seed)
+        assert space.assemble(space.flatten(config)) == config
+
+
+BAD = {
+    "missing_key": ("parameters:\n  x: {type: uniform, high: 1}\n", "parameters.x", "missing key 'low'"),
+    "wrong_type": ("parameters:\n  x: {type: uniform, low: a, high: 1}\n", "parameters.x.low",
+                   "expected a number"),
+    "low_gt_high": ("parameters:\n  x: {type: uniform, low: 2, high: 1}\n", "parameters.x.low",
+                    "greater than high"),
+    "log_low_le_0": ("parameters:\n  x: {type: loguniform, low: 0, high: 1}\n", "parameters.x.low",
+                     "needs low > 0"),
+    "unknown_dist": ("parameters:\n  x: {type: gamma, low: 0, high: 1}\n", "parameters.x.type",
+                     "unknown distribution 'gamma'"),
+    "unknown_key": ("parameters:\n  x: {type: uniform, low: 0, high: 1, hi: 2}\n", "parameters.x.hi",
+                    "unknown key 'hi'"),
+    "dangling_condition": ("parameters:\n  x: {type: uniform, low: 0, high: 1, condition: {opt: a}}\n",
+                           "parameters.x.condition.opt", "unknown parameter 'opt'"),
+    "condition_value": ("parameters:\n  o: {type: choice, values: [a, b]}\n"
+                        "  x: {type: uniform, low: 0, high: 1, condition: {o: c}}\n",
+                        "parameters.x.condition.o", "'c' is not a value of o"),
+    "cycle": ("parameters:\n  a: {type: choice, values: [1, 2], condition: {b: 1}}\n"
+              "  b: {type: choice, values: [1, 2], condition: {a: 1}}\n", "condition", "cycle"),
+    "forbidden_unknown": ("parameters:\n  x: {type: choice, values: [1]}\nforbidden:\n  - {y: 1}\n",
+                          "forbidden[0].y", "unknown parameter 'y'"),
+    "q_not_multiple": ("parameters:\n  x: {type: quniform, low: 0.05, high: 1, q: 0.1}\n",
+                       "parameters.x.low", "multiple of q"),
+    "differentiable_int": ("parameters:\n  x: {type: randint, low: 0, high: 3, differentiable: true}\n",
+                           "parameters.x.differentiable", "continuous"),
+    "eval_spec": ("parameters:\n  x: {eval: 'print(1)'}\n", "parameters.x.eval", "reserved"),
+    "eval_in_constant": ("parameters:\n  x: {type: constant, value: {eval: 'print(1)'}}\n",
+                         "parameters.x.value.eval", "reserved"),
+    "no_parameters": ("experiment: {metric: loss}\n", "", "missing key 'parameters'"),
+    "top_level_list": ("- 1\n- 2\n", "", "expected a mapping"),
+    "unknown_top": ("parameters: {x: 1}\nsearch: tpe\n", "search", "unknown top-level key"),
+    "experiment_mode": ("parameters: {x: 1}\nexperiment: {mode: up}\n", "experiment.mode",
+                        "'min' or 'max'"),
+    "dotted_name": ("parameters:\n  a.b: 1\n", "parameters.a.b", "cannot contain '.'"),
+    "yaml_syntax": ("parameters:\n  x: {type: uniform, low: 0\n  y: 2\n", "", "YAML syntax error"),
+    "empty": ("", "", "empty"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_files_give_one_clear_message(tmp_path, case):
+    text, key_path, problem = BAD[case]
+    file = write(tmp_path, f"{case}.yaml", text)
+    with pytest.raises(SpaceError) as info:
+        load_space(file)
+    message = str(info.value)
+    assert message.startswith(file), message
+    assert key_path in message and problem in message, message
+    if case not in ("empty",):
+        assert info.value.line is not None, message
+
+
+def test_line_numbers_point_at_the_key(tmp_path):
+    file = write(tmp_path, "s.yaml", """\
+        parameters:
+          a: {type: uniform, low: 0, high: 1}
+          b:
+            type: uniform
+            low: 5
+            high: 1
+        """)
+    with pytest.raises(SpaceError) as info:
+        load_space(file)
+    assert info.value.line == 5 and "parameters.b.low" in str(info.value)
+
+
+def test_binary_and_missing_files(tmp_path):
+    binary = tmp_path / "b.yaml"
+    binary.write_bytes(b"\x00\x01\x02parameters")
+    with pytest.raises(SpaceError, match="binary file"):
+        load_space(str(binary))
+    with pytest.raises(SpaceError, match="file not found"):
+        load_space(str(tmp_path / "nope.yaml"))
+
+
+def test_yaml_is_loaded_safely(tmp_path):
+    file = write(tmp_path, "s.yaml", "parameters:\n  x: !!python/object/apply:os.system ['echo hi']\n")
+    with pytest.raises(SpaceError, match="YAML syntax error"):
+        load_space(file)
+
+
+def test_nni_search_space(tmp_path):
+    nni = {
+        "lr": {"_type": "loguniform", "_value": [1e-4, 0.1]},
+        "units": {"_type": "randint", "_value": [8, 64]},
+        "drop": {"_type": "quniform", "_value": [0.0, 0.5, 0.1]},
+        "act": {"_type": "choice", "_value": ["relu", "tanh"]},
+        "opt": {"_type": "choice", "_value": [
+            {"_name": "sgd", "momentum": {"_type": "uniform", "_value": [0, 0.9]}},
+            {"_name": "adam"}]},
+        "noise": {"_type": "normal", "_value": [0, 1]},
+    }
+    file = tmp_path / "search_space.json"
+    file.write_text(json.dumps(nni))
+    space = load_space(str(file))
+    assert space["units"].low == 8 and space["units"].high == 63  # NNI excludes upper
+    assert space["opt[sgd].momentum"].path == ("opt", "momentum")
+    for seed in range(50):
+        config = space.sample(seed)
+        assert 8 <= config["units"] <= 63 and not space.problems(config)
+
+
+def test_nni_unsupported_type_is_named(tmp_path):
+    file = tmp_path / "search_space.json"
+    file.write_text(json.dumps({"x": {"_type": "qlognormal", "_value": [0, 1, 1]}}))
+    with pytest.raises(SpaceError, match="qlognormal"):
+        load_space(str(file))
+
+
+def test_experiment_section_defaults_and_values():
+    space = space_from_text(textwrap.dedent("""\
+        experiment:
+          trainable: digits_mlp
+          metric: val_loss
+          searcher: {name: tpe, n_initial_points: 4}
+          resources_per_trial: {cpu: 1, gpu: 0.5}
+          stop: {training_iteration: 5}
+        parameters: {x: 1}
+        """), file="exp.yaml")
+    exp = space.experiment
+    assert exp.name == "exp" and exp.mode == "min" and exp.searcher.options == {"n_initial_points": 4}
+    assert exp.resources_per_trial == {"cpu": 1, "gpu": 0.5} and exp.stop == {"training_iteration": 5}
+
+
+def test_full_space_document_is_valid_json():
+    json.dumps(FULL_SPACE)
