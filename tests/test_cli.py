@@ -62,6 +62,23 @@ def test_validate_bad_file_exits_2_without_traceback(tmp_path):
     assert f"{bad}:2: parameters.lr.low: a log-scale parameter needs low > 0" in proc.stderr
 
 
+def test_validate_unknown_searcher_in_file_names_key_and_line(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("experiment:\n  metric: loss\n  searcher: {name: smac}\n"
+                   "parameters:\n  x: {type: uniform, low: 0, high: 1}\n")
+    assert main(["validate", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}:3: experiment.searcher: unknown searcher 'smac'" in err
+
+
+def test_bohb_needs_its_scheduler(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("experiment: {searcher: bohb, scheduler: asha}\n"
+                   "parameters:\n  x: {type: uniform, low: 0, high: 1}\n")
+    assert main(["validate", str(bad)]) == 2
+    assert "needs the bohb scheduler" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("target", ["configspace-json", "nni-json", "yaml", "json"])
 def test_convert(tmp_path, capsys, target):
     source = os.path.join(SPACES, "nni_search_space.json" if target == "nni-json" else "tpe.yaml")

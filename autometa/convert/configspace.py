@@ -265,5 +265,9 @@ def _is_scalar(value: Any) -> bool:
 
 def encode_configspace(space: Space, flat: dict[str, Any]) -> dict[str, Any]:
     """ConfigSpace values of flat autometa values (inverse of :func:`decode_configspace`)."""
-    return {key: _encode(space[key], value) for key, value in flat.items()
-            if key in space and space[key].dist != "constant"}
+    out = {key: _encode(space[key], value) for key, value in flat.items()
+           if key in space and space[key].dist != "constant"}
+    for p in space.parameters:  # scalar constants are Constant hyperparameters there
+        if p.dist == "constant" and _is_scalar(p.value) and space.is_active(p, flat):
+            out[p.key] = p.value
+    return out

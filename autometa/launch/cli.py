@@ -61,7 +61,11 @@ def _parser() -> argparse.ArgumentParser:
                                      "(default: start local Ray)")
     p.add_argument("--resume", action="store_true",
                    help="continue the latest interrupted run of this experiment")
-    p.add_argument("--quiet", action="store_true", help="print less of Tune's progress")
+    p.add_argument("--verbosity", type=int, choices=(0, 1, 2), default=1,
+                   help="Tune's console output: 0 silent, 1 status tables (default), "
+                        "2 also each trial's results")
+    p.add_argument("--quiet", action="store_const", const=0, dest="verbosity",
+                   help="same as --verbosity 0")
     p.set_defaults(handler=_run)
 
     p = sub.add_parser("show", help="summarize a results folder",
@@ -122,7 +126,7 @@ def _run(args: argparse.Namespace) -> int:
     print(f"autometa: {exp.searcher.name} searcher, {exp.scheduler.name} scheduler, "
           f"{exp.trainable} trainable, metric {exp.metric} ({exp.mode})", flush=True)
     results, path = run_experiment(space, overrides, resume=args.resume, address=args.address,
-                                   verbose=1 if args.quiet else 2)
+                                   verbose=args.verbosity)
     code = _report(results, path, exp.metric, exp.mode)
     if _unfinished(results):  # Ctrl-C: Tune saved the state
         print(f"interrupted: continue with: autometa run {args.file} --resume", file=sys.stderr)
@@ -154,8 +158,8 @@ def _report(results: object, path: str, metric: str, mode: str) -> int:
     best = summary.table.iloc[0]
     config_file = os.path.join(path, "best_config.yaml")
     write_best_config(summary, config_file)
-    print(f"Best trial {best['trial_id']}: {metric} = {best[metric]:.6g} "
-          f"(best of its {best['iterations']} reports; {len(summary.table)} trials)")
+    print(f"Best trial {best['trial_id']}: {metric} = {best[metric]:.6g} at its last report "
+          f"({best['iterations']} reports; {len(summary.table)} trials)")
     print("Best config:")
     print("  " + yaml.safe_dump(summary.best_config, sort_keys=False).rstrip().replace("\n", "\n  "))
     print(f"Results: {path}")
@@ -169,7 +173,7 @@ def _show(args: argparse.Namespace) -> int:
     summary = summarize(args.results, metric=args.metric, mode=args.mode)
     import pandas as pd
 
-    columns = ["trial_id", summary.metric, "status", "iterations"] + \
+    columns = ["trial_id", summary.metric, f"best_{summary.metric}", "status", "iterations"] + \
         [c for c in summary.table.columns if c.startswith("config/")]
     with pd.option_context("display.max_columns", 30, "display.width", 200):
         print(summary.table[columns].head(args.top).to_string(index=False))

@@ -22,11 +22,12 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     """Connect to a cluster (``address``) or start local Ray; dashboard on 127.0.0.1 only."""
     if ray.is_initialized():
         return
+    quiet_workers = ray.LoggingConfig(log_level="WARNING")  # no per-checkpoint INFO lines
     if address:
-        ray.init(address=address, log_to_driver=True)
+        ray.init(address=address, logging_config=quiet_workers)
     else:
         ray.init(num_cpus=num_cpus, include_dashboard=False, dashboard_host="127.0.0.1",
-                 log_to_driver=True)
+                 logging_config=quiet_workers)
 
 
 def build_tuner(space: Space, exp: Experiment, *, experiment_dir: str | None = None,

@@ -17,7 +17,9 @@ class ExperimentSummary:
     Attributes:
         path: Experiment folder.
         metric, mode: What was optimized.
-        table: One row per trial (pandas DataFrame), best first.
+        table: One row per trial (pandas DataFrame), best first: ranked by the metric at the
+            trial's last report (what training with that config for that long gives, as
+            Tune's ``get_best_result``), with the best value it ever reported beside it.
         best_config: Config of the best trial.
     """
 
@@ -29,7 +31,7 @@ class ExperimentSummary:
 
 
 def summarize(path: str, metric: str | None = None, mode: str | None = None) -> ExperimentSummary:
-    """Load the experiment in ``path`` and rank its trials by their best ``metric`` value.
+    """Load the experiment in ``path`` and rank its trials by their last ``metric`` value.
 
     Raises:
         FileNotFoundError: no Tune experiment in ``path``.
@@ -52,7 +54,10 @@ def summarize(path: str, metric: str | None = None, mode: str | None = None) -> 
         values = [] if history is None or metric not in history else [
             v for v in history[metric].tolist() if isinstance(v, (int, float)) and math.isfinite(v)]
         best = (min(values) if mode == "min" else max(values)) if values else math.nan
-        rows.append({"trial_id": trial.trial_id, metric: best, "status": trial.status,
+        last = history[metric].iloc[-1] if values else math.nan
+        last = float(last) if isinstance(last, (int, float)) and math.isfinite(last) else math.nan
+        rows.append({"trial_id": trial.trial_id, metric: last, f"best_{metric}": best,
+                     "status": trial.status,
                      "iterations": 0 if history is None else len(history),
                      **{f"config/{k}": v for k, v in _flatten(trial.config).items()}})
     import pandas as pd

@@ -49,6 +49,7 @@ class SpaceSearcher(Searcher):
         self._live: dict[str, dict[str, Any]] = {}  # trial id -> flat values
         self._ready = False
         self._warned_nonfinite = False
+        self._worst: float | None = None  # worst finite metric seen
 
     # ----------------------------------------------------------- subclass hooks
     def _setup(self) -> None:
@@ -65,8 +66,16 @@ class SpaceSearcher(Searcher):
         """Tell the model about an intermediate result (finite metric only)."""
 
     def _reject(self, trial_id: str) -> None:
-        """Forget a proposal that broke the space (default: treat it as failed)."""
-        self._observe(trial_id, None, True)
+        """Tell the model about a proposal that broke the space.
+
+        It is reported as the worst result seen so far, so that a model-based searcher
+        moves away from it (reported as failed, hyperopt's TPE keeps proposing the same
+        forbidden point); before any result it is reported as failed.
+        """
+        if self._worst is None:
+            self._observe(trial_id, None, True)
+        else:
+            self._observe(trial_id, {self._metric: self._worst, "training_iteration": 1}, False)
 
     # -------------------------------------------------------------- Tune API
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict,
@@ -128,6 +137,10 @@ class SpaceSearcher(Searcher):
         if trial_id not in self._live and not self._adopt(trial_id, result):
             return
         usable = not error and result is not None and self._finite(result)
+        if usable:
+            value = result[self._metric]
+            worse = max if self._mode == "min" else min
+            self._worst = value if self._worst is None else worse(self._worst, value)
         self._observe(trial_id, result if usable else None, not usable)
         self._live.pop(trial_id, None)
 

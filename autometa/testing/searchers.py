@@ -107,6 +107,28 @@ def check_save_restore(factory: Factory, n_before: int = 6, n_after: int = 4) ->
     assert a == b, "the restored searcher does not continue like the original"
 
 
+def check_unknown_trial_after_restore(factory: Factory) -> None:
+    """A trial the restored state never saw (suggested after the last save) is taken over.
+
+    Tune restores the searcher from its last experiment checkpoint, so trials suggested
+    after it report to a searcher that does not know them (``TuneBOHB`` raised ``KeyError``).
+    """
+    space = full_space()
+    original = factory(space, metric=METRIC, mode="min", seed=5)
+    _drive(original, space, 3)
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "searcher.pkl")
+        original.save(path)
+        late = original.suggest("late")  # after the save: unknown to the restored copy
+        restored = factory(space, metric=METRIC, mode="min", seed=5)
+        restored.restore(path)
+    result = {METRIC: _loss(late), "training_iteration": 1, "config": late,
+              "hyperband_info": {"budget": 1}}
+    restored.on_trial_result("late", result)
+    restored.on_trial_complete("late", result)
+    _drive(restored, space, 3, prefix="next")
+
+
 def check_late_space(factory: Factory, n: int = 10) -> None:
     """Works when Tune hands over the space, metric and mode late (``set_search_properties``)."""
     from autometa.convert.tune import to_tune
@@ -135,7 +157,8 @@ def check_concurrency_limiter(factory: Factory) -> None:
 
 
 ALL_CHECKS = (check_suggestions_in_space, check_seed_reproducible, check_nonfinite_metrics,
-              check_save_restore, check_late_space, check_concurrency_limiter)
+              check_save_restore, check_unknown_trial_after_restore, check_late_space,
+              check_concurrency_limiter)
 """Every offline check; :func:`check_in_tune` additionally needs a running Ray."""
 
 
