@@ -87,10 +87,13 @@ def plan_experiment(space: Space, overrides: Overrides | None = None,
 
 
 def _check_options(space: Space, comp: Component, allowed: list[str], kind: str) -> None:
-    for key in comp.options:
-        if key not in allowed:
-            raise space.error(f"unknown option {key!r} for {kind} {comp.name!r}; accepted: "
-                              f"{allowed}", "experiment", kind, key)
+    from autometa.registry import check_options
+
+    try:
+        check_options(kind, comp.name, comp.options, allowed)
+    except ValueError as err:
+        bad = next(k for k in comp.options if k not in allowed)
+        raise space.error(str(err), "experiment", kind, bad) from None
 
 
 def scheduler_defaults(exp: Experiment) -> dict[str, Any]:

@@ -17,9 +17,10 @@ median     ``MedianStoppingRule``          any searcher
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from typing import Any
+
+from autometa.registry import check_options, lookup
 
 SCHEDULERS: dict[str, str] = {
     "fifo": "ray.tune.schedulers:FIFOScheduler",
@@ -47,10 +48,7 @@ def scheduler_class(name: str) -> type:
     Raises:
         ValueError: for an unknown name, listing the known ones.
     """
-    if name not in SCHEDULERS:
-        raise ValueError(f"unknown scheduler {name!r}; expected one of {sorted(SCHEDULERS)}")
-    module, attr = SCHEDULERS[name].split(":")
-    return getattr(importlib.import_module(module), attr)
+    return lookup(SCHEDULERS, "scheduler", name)
 
 
 def scheduler_options(name: str) -> list[str]:
@@ -68,8 +66,5 @@ def make_scheduler(name: str, **options: Any) -> Any:
         ValueError: unknown name or option.
     """
     cls = scheduler_class(name)
-    allowed = scheduler_options(name)
-    for key in options:
-        if key not in allowed:
-            raise ValueError(f"unknown option {key!r} for scheduler {name!r}; accepted: {allowed}")
+    check_options("scheduler", name, options, scheduler_options(name))
     return cls(**{**_DEFAULTS.get(name, {}), **options})

@@ -8,9 +8,10 @@ suite in :mod:`autometa.testing.searchers`.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from typing import Any
+
+from autometa.registry import check_options, lookup
 
 SEARCHERS: dict[str, str] = {
     "grid": "autometa.searchers.grid:GridSearcher",
@@ -27,10 +28,7 @@ def searcher_class(name: str) -> type:
     Raises:
         ValueError: for an unknown name, listing the known ones.
     """
-    if name not in SEARCHERS:
-        raise ValueError(f"unknown searcher {name!r}; expected one of {sorted(SEARCHERS)}")
-    module, attr = SEARCHERS[name].split(":")
-    return getattr(importlib.import_module(module), attr)
+    return lookup(SEARCHERS, "searcher", name)
 
 
 def searcher_options(name: str) -> list[str]:
@@ -65,8 +63,5 @@ def make_searcher(name: str, space: Any = None, *, metric: str | None = None,
         ValueError: unknown name or option.
     """
     cls = searcher_class(name)
-    allowed = searcher_options(name)
-    for key in options:
-        if key not in allowed:
-            raise ValueError(f"unknown option {key!r} for searcher {name!r}; accepted: {allowed}")
+    check_options("searcher", name, options, searcher_options(name))
     return cls(space, metric=metric, mode=mode, seed=seed, **options)
