@@ -42,3 +42,9 @@ def test_black_box_searchers_do_not_load_torch(name):
         "s.suggest('t1')\n"
         "import autometa.schedulers as sch; sch.make_scheduler('asha')")
     assert "torch" not in loaded and "ray" in loaded
+
+
+def test_hypergradient_engine_never_imports_ray():
+    loaded = loaded_after("import autometa.hypergrad, autometa.hypergrad.loop, "
+                          "autometa.hypergrad.families, autometa.trial")
+    assert "torch" in loaded and "ray" not in loaded
