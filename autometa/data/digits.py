@@ -40,3 +40,22 @@ def load_digits_splits(seed: int = 0, val_fraction: float = 0.2,
     n_val = int(round(val_fraction * len(x)))
     test, val, train = order[:n_test], order[n_test:n_test + n_val], order[n_test + n_val:]
     return DigitsSplits(x[train], y[train], x[val], y[val], x[test], y[test])
+
+
+def load_digits_standardized(n_train: int = 300, n_val: int = 500, seed: int = 0) -> DigitsSplits:
+    """The hyperparameter-optimization benchmark split: ``n_train`` / ``n_val`` / the rest.
+
+    A seeded permutation (seed 0 by default), then each pixel standardized with the
+    training split's mean and standard deviation (constant pixels keep scale 1); float64.
+    """
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    order = np.random.default_rng(seed).permutation(len(data.target))
+    x, y = data.data[order].astype(np.float64), data.target[order].astype(np.int64)
+    train, val = slice(0, n_train), slice(n_train, n_train + n_val)
+    mean, std = x[train].mean(0), x[train].std(0)
+    std[std == 0] = 1.0
+    x = (x - mean) / std
+    rest = slice(n_train + n_val, None)
+    return DigitsSplits(x[train], y[train], x[val], y[val], x[rest], y[rest])

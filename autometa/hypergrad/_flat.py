@@ -25,5 +25,5 @@ def unflatten(vector: torch.Tensor, like: Tensors) -> Tensors:
 
 
 def leaves(tensors: Tensors, requires_grad: bool = True) -> Tensors:
-    """Detached copies that are autograd leaves (the caller's tensors are never modified)."""
-    return {k: v.detach().clone().requires_grad_(requires_grad) for k, v in tensors.items()}
+    """Autograd leaves sharing storage with ``tensors`` (no copy; nothing writes to them)."""
+    return {k: v.detach().requires_grad_(requires_grad) for k, v in tensors.items()}

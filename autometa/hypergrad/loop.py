@@ -35,6 +35,12 @@ class DivergenceWarning(RuntimeWarning):
     """A non-finite loss or hypergradient: the step was skipped."""
 
 
+class _NonFinite(Exception):
+    def __init__(self, value: float) -> None:
+        super().__init__(value)
+        self.value = value
+
+
 class ModelView:
     """A callable model with given parameters (``view(x)``); ``view.params`` for penalties."""
 
@@ -57,11 +63,13 @@ class HyperStepResult:
     Attributes:
         train_loss: Mean inner loss over the step's inner iterations.
         val_loss: Validation loss at the weights the hypergradient was taken at.
-        values: Hyperparameter values after the update.
-        hypergrads: :math:`\\partial L_{val}/\\partial x` in each value's own units (before
-            the update).
+        values: Hyperparameter values the step trained with and took the hypergradient at
+            (so ``values``, ``val_loss`` and ``hypergrads`` describe one point).
+        hypergrads: :math:`\\partial L_{val}/\\partial x` in each value's own units.
         skipped: True when the hyperstep was skipped (non-finite loss or hypergradient).
         info: Convergence diagnostics of the hypergradient.
+        messages: Why a step was skipped.
+        updated: Values after the outer update (the next step's ``values``).
     """
 
     train_loss: float
@@ -71,6 +79,7 @@ class HyperStepResult:
     skipped: bool = False
     info: HypergradientInfo | None = None
     messages: list[str] = field(default_factory=list)
+    updated: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 class HyperTrainer:
@@ -125,37 +134,56 @@ class HyperTrainer:
         return {h.name: (h.value().detach() if detach else h.value()) for h in self.hparams}
 
     # ----------------------------------------------------------- one round
-    def step(self, train_batches: Iterator[Batch], val_batch: Batch) -> HyperStepResult:
-        """``inner_steps`` weight updates from ``train_batches``, then one hyperstep."""
+    def step(self, train_batches: Iterator[Batch], val_batch: Batch,
+             update: bool = True) -> HyperStepResult:
+        """``inner_steps`` weight updates from ``train_batches``, then one hyperstep.
+
+        The inner steps call ``optimizer.step(closure)``, so closure optimizers such as
+        L-BFGS work too. With ``update=False`` the hypergradient is computed and returned but
+        :math:`\theta` is left as it is (e.g. to report it at the end of a trial).
+        """
         values = self.values()
         losses, last_batch = [], None
         for _ in range(self.inner_steps):
             batch = next(train_batches)
             self.model.train()
-            self.optimizer.zero_grad(set_to_none=True)
-            loss = self.train_loss(ModelView(self.model), batch, values)
-            if not torch.isfinite(loss):
-                return self._skip(f"inner loss is {float(loss)}: the weight update and the "
-                                  "hyperstep were skipped", losses)
-            loss.backward()
-            self.optimizer.step()
-            losses.append(float(loss.detach()))
+            snapshot = {n: p.detach().clone() for n, p in self.model.named_parameters()}
+
+            def closure(batch: Batch = batch) -> torch.Tensor:
+                self.optimizer.zero_grad(set_to_none=True)
+                loss = self.train_loss(ModelView(self.model), batch, values)
+                if not torch.isfinite(loss):
+                    raise _NonFinite(float(loss.detach()))
+                loss.backward()
+                return loss
+
+            try:
+                loss = self.optimizer.step(closure)
+            except _NonFinite as err:
+                with torch.no_grad():  # a closure optimizer may have moved the weights already
+                    for n, p in self.model.named_parameters():
+                        p.copy_(snapshot[n])
+                return self._skip(f"inner loss is {err.value}: the weight update and the "
+                                  "hyperstep were skipped", losses, values=values)
+            losses.append(float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss))
             last_batch = batch
         grads, val, info = self.hypergradient(last_batch, val_batch)
         train_loss = sum(losses) / len(losses)
         if not all(torch.isfinite(g).all() for g in grads.values()) or not math.isfinite(val):
             return self._skip("non-finite hypergradient or validation loss: the hyperstep was "
-                              "skipped", losses, val)
+                              "skipped", losses, val, values)
         by_name = {h.name: h for h in self.hparams}
         value_grads = {n: by_name[n].value_grad(g).detach() for n, g in grads.items()}
-        self.outer.zero_grad(set_to_none=True)
-        for h in self.hparams:
-            h.raw.grad = grads[h.name].to(h.raw.dtype)
-        self.outer.step()
-        for h in self.hparams:
-            h.clip_()
-        self.steps += 1
-        return HyperStepResult(train_loss, val, self.values(), value_grads, False, info)
+        if update:
+            self.outer.zero_grad(set_to_none=True)
+            for h in self.hparams:
+                h.raw.grad = grads[h.name].to(h.raw.dtype)
+            self.outer.step()
+            for h in self.hparams:
+                h.clip_()
+            self.steps += 1
+        return HyperStepResult(train_loss, val, values, value_grads, False, info,
+                               updated=self.values())
 
     def hypergradient(self, train_batch: Batch, val_batch: Batch
                       ) -> tuple[dict[str, torch.Tensor], float, HypergradientInfo]:
@@ -194,10 +222,12 @@ class HyperTrainer:
             self.model.train(was_training)
         return grads, val, info
 
-    def _skip(self, message: str, losses: list[float], val: float = math.nan) -> HyperStepResult:
+    def _skip(self, message: str, losses: list[float], val: float = math.nan,
+              values: dict[str, torch.Tensor] | None = None) -> HyperStepResult:
         warnings.warn(message, DivergenceWarning, stacklevel=3)
         train_loss = sum(losses) / len(losses) if losses else math.nan
-        return HyperStepResult(train_loss, val, self.values(), {}, True, None, [message])
+        values = values if values is not None else self.values()
+        return HyperStepResult(train_loss, val, values, {}, True, None, [message], values)
 
     # ----------------------------------------------------------- persistence
     def state_dict(self) -> dict[str, Any]:
