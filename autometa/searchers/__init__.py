@@ -18,6 +18,7 @@ SEARCHERS: dict[str, str] = {
     "random": "autometa.searchers.random:RandomSearcher",
     "tpe": "autometa.searchers.tpe:TPESearcher",
     "bohb": "autometa.searchers.bohb:BOHBSearcher",
+    "hypergradient": "autometa.searchers.hypergradient:HypergradientSearcher",
 }
 """Registered searcher names and the classes behind them."""
 

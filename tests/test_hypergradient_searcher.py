@@ -1,0 +1,172 @@
+"""The hypergradient searcher: convergence on known functions, bounds, chain rule, mixed spaces."""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+
+import numpy as np
+import pytest
+from ray import tune
+from ray.tune.search import ConcurrencyLimiter
+
+from autometa.searchers import make_searcher
+from autometa.space import space_from_dict
+from autometa.space import unconstrained as coords
+from autometa.trainables.synthetic import quadratic
+
+SPACE = {"parameters": {
+    "lam": {"type": "loguniform", "low": 1e-4, "high": 10.0, "differentiable": True},
+    "b": {"type": "uniform", "low": -1.0, "high": 1.0, "differentiable": True},
+}}
+
+
+def bowl(config):
+    """f = (log lam - log 0.05)^2 + 4 (b - 0.3)^2 with its exact derivatives in value units."""
+    lam, b = config["lam"], config["b"]
+    f = (math.log(lam) - math.log(0.05)) ** 2 + 4 * (b - 0.3) ** 2
+    return {"loss": f, "hypergrad/lam": 2 * (math.log(lam) - math.log(0.05)) / lam,
+            "hypergrad/b": 8 * (b - 0.3), "config": config}
+
+
+def drive(searcher, space, score, n):
+    best, configs = math.inf, []
+    for i in range(n):
+        config = searcher.suggest(f"t{i}")
+        assert config is not None
+        assert not space.problems(config), config
+        configs.append(config)
+        result = score(config)
+        searcher.on_trial_complete(f"t{i}", result)
+        best = min(best, result["loss"])
+    return best, configs
+
+
+def test_converges_to_an_inside_optimum_within_bounds():
+    space = space_from_dict(SPACE)
+    searcher = make_searcher("hypergradient", space, metric="loss", mode="min", seed=0, chains=1)
+    best, configs = drive(searcher, space, bowl, 25)
+    assert best < 1e-3, best
+    first = bowl(configs[0])["loss"]
+    assert first > 0.1  # it had somewhere to go
+
+
+def test_optimum_on_a_bound_is_approached_without_leaving_it():
+    space = space_from_dict({"parameters": {
+        "x": {"type": "uniform", "low": 0.0, "high": 1.0, "differentiable": True}}})
+    searcher = make_searcher("hypergradient", space, metric="loss", mode="min", seed=1, chains=1)
+
+    def score(config):
+        x = config["x"]
+        return {"loss": (x - 2.0) ** 2, "hypergrad/x": 2 * (x - 2.0), "config": config}
+
+    best, configs = drive(searcher, space, score, 20)
+    assert max(c["x"] for c in configs) <= 1.0
+    assert best < (0.99 - 2.0) ** 2  # within 0.01 of the bound x = 1
+
+
+def test_maximization_goes_uphill():
+    space = space_from_dict(SPACE)
+    searcher = make_searcher("hypergradient", space, metric="score", mode="max", seed=0, chains=1)
+
+    def score(config):
+        r = bowl(config)
+        return {"score": -r["loss"], "hypergrad/lam": -r["hypergrad/lam"],
+                "hypergrad/b": -r["hypergrad/b"], "config": config, "loss": r["loss"]}
+
+    best, _ = drive(searcher, space, score, 25)
+    assert best < 1e-3
+    assert -searcher._chains[0].best_f > -1e-3  # the chain tracked the maximum of score
+
+
+@pytest.mark.parametrize("param", [
+    {"type": "loguniform", "low": 1e-3, "high": 10.0},
+    {"type": "uniform", "low": -2.0, "high": 3.0},
+    {"type": "normal", "mu": 0.0, "sigma": 1.0},
+])
+def test_coordinate_chain_rule_matches_finite_differences(param):
+    p = space_from_dict({"parameters": {"x": {**param, "differentiable": True}}})["x"]
+    for u in (-1.3, 0.0, 0.7):
+        h = 1e-6
+        fd = (coords.from_unconstrained(p, u + h) - coords.from_unconstrained(p, u - h)) / (2 * h)
+        assert coords.derivative(p, u) == pytest.approx(fd, rel=1e-6)
+        x = coords.from_unconstrained(p, u)
+        assert coords.to_unconstrained(p, x) == pytest.approx(u, abs=1e-9)
+    if param["type"] == "loguniform":  # dL/du = dL/dx * x on the log scale
+        assert coords.derivative(p, math.log(2.0)) == pytest.approx(2.0)
+
+
+def test_mixed_space_keeps_the_context_and_finds_the_better_branch():
+    space = space_from_dict({"parameters": {
+        **SPACE["parameters"], "kind": {"type": "choice", "values": ["good", "bad"]}}})
+    searcher = make_searcher("hypergradient", space, metric="loss", mode="min", seed=3, chains=2)
+    best = math.inf
+    for i in range(40):
+        config = searcher.suggest(f"t{i}")
+        assert not space.problems(config)
+        chain = searcher._chains[searcher._trial_chain[f"t{i}"]]
+        assert chain.context == {"kind": config["kind"]}  # a chain keeps its category
+        result = bowl(config)
+        result["loss"] += 0.0 if config["kind"] == "good" else 1.0
+        searcher.on_trial_complete(f"t{i}", result)
+        best = min(best, result["loss"])
+    assert best < 1e-3
+    assert {c.context["kind"] for c in searcher._chains} == {"good", "bad"}
+
+
+def test_without_hypergradients_it_warns_once_and_acts_as_base(caplog):
+    space = space_from_dict(SPACE)
+    searcher = make_searcher("hypergradient", space, metric="loss", mode="min", seed=0)
+    reference = make_searcher("random", space, metric="loss", mode="min", seed=0)
+    with caplog.at_level("WARNING"):
+        for i in range(6):
+            config = searcher.suggest(f"t{i}")
+            searcher.on_trial_complete(f"t{i}", {"loss": 1.0, "config": config})
+    assert sum("carry no hypergrad/" in r.message for r in caplog.records) == 1
+    later = [searcher.suggest(f"u{i}") for i in range(3)]
+    assert all(not space.problems(c) for c in later)
+    assert reference.suggest("x") is not None
+
+
+def test_restore_continues_the_same_descent():
+    space = space_from_dict(SPACE)
+    a = make_searcher("hypergradient", space, metric="loss", mode="min", seed=0, chains=1)
+    drive(a, space, bowl, 5)
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "s.pkl")
+        a.save(path)
+        b = make_searcher("hypergradient", space, metric="loss", mode="min", seed=42, chains=1)
+        b.restore(path)
+    for i in range(5, 10):
+        ca, cb = a.suggest(f"t{i}"), b.suggest(f"t{i}")
+        assert ca == cb
+        a.on_trial_complete(f"t{i}", bowl(ca))
+        b.on_trial_complete(f"t{i}", bowl(cb))
+
+
+def test_add_evaluated_point_starts_a_chain_there():
+    space = space_from_dict(SPACE)
+    searcher = make_searcher("hypergradient", space, metric="loss", mode="min", seed=0, chains=1)
+    searcher.add_evaluated_point({"lam": 0.04, "b": 0.25}, 0.06)
+    first = searcher.suggest("t0")
+    assert first == {"lam": pytest.approx(0.04), "b": pytest.approx(0.25)}
+
+
+def test_in_real_tune_with_a_trainable_reporting_exact_hypergradients(ray_session, storage):
+    space = space_from_dict({"parameters": {
+        "x": {"type": "uniform", "low": -1.0, "high": 2.0, "differentiable": True},
+        "y": {"type": "loguniform", "low": 0.01, "high": 5.0, "differentiable": True},
+        "iterations": 1, "report_hypergrad": True, "target": 0.5}})
+    searcher = make_searcher("hypergradient", space, metric="loss", mode="min", seed=0, chains=1)
+    results = tune.Tuner(
+        quadratic,
+        tune_config=tune.TuneConfig(metric="loss", mode="min", num_samples=14,
+                                    search_alg=ConcurrencyLimiter(searcher, 1)),
+        run_config=tune.RunConfig(storage_path=storage, verbose=0),
+    ).fit()
+    losses = [r.metrics["loss"] for r in results]
+    assert min(losses) < 1e-3, sorted(losses)[:3]
+    for r in results:
+        assert -1.0 <= r.config["x"] <= 2.0 and 0.01 <= r.config["y"] <= 5.0
+    assert np.isfinite(losses).all()
