@@ -16,26 +16,19 @@ import argparse
 import platform
 import time
 
-import numpy as np
 import torch
-from sklearn.datasets import load_digits
 
+from autometa.data.digits import load_digits_standardized
 from autometa.hypergrad import hypergradient
 
 DT = torch.float64
 
 
 def data():
-    x, y = load_digits(return_X_y=True)
-    order = np.random.default_rng(0).permutation(len(x))
-    x, y = x[order], y[order]
-    tr, va = slice(0, 300), slice(300, 800)
-    mean, std = x[tr].mean(0), x[tr].std(0)
-    std[std == 0] = 1.0
-    x = (x - mean) / std
+    d = load_digits_standardized()
     as_t = lambda a: torch.tensor(a, dtype=DT)  # noqa: E731
-    as_y = lambda a: torch.tensor(a, dtype=torch.long)  # noqa: E731
-    return (as_t(x[tr]), as_y(y[tr]), as_t(x[va]), as_y(y[va]), as_t(x[800:]), as_y(y[800:]))
+    return (as_t(d.x_train), torch.tensor(d.y_train), as_t(d.x_val), torch.tensor(d.y_val),
+            as_t(d.x_test), torch.tensor(d.y_test))
 
 
 def losses(xt, yt, xv, yv):

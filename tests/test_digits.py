@@ -69,3 +69,14 @@ def test_quickstart_file_runs(ray_session, storage):
     assert os.path.exists(os.path.join(path, "autometa_space.yaml"))
     for result in results:
         assert not space.problems(result.config)
+
+
+def test_standardized_benchmark_split():
+    from autometa.data.digits import load_digits_standardized
+
+    d = load_digits_standardized()
+    assert (len(d.y_train), len(d.y_val), len(d.y_test)) == (300, 500, 997)
+    varying = d.x_train.std(0) > 0
+    np.testing.assert_allclose(d.x_train.mean(0), 0, atol=1e-12)
+    np.testing.assert_allclose(d.x_train.std(0)[varying], 1, rtol=1e-12)
+    assert np.array_equal(load_digits_standardized().y_val, d.y_val)
