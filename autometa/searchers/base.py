@@ -174,9 +174,15 @@ class SpaceSearcher(Searcher):
     # BOHB's scheduler talks to its searcher directly; forward when the model listens.
     def on_pause(self, trial_id: str) -> None:
         """Called by ``HyperBandForBOHB`` when it pauses a trial."""
+        base = getattr(self, "_base", None)
+        if self._ready and hasattr(base, "on_pause"):
+            base.on_pause(trial_id)
 
     def on_unpause(self, trial_id: str) -> None:
         """Called by ``HyperBandForBOHB`` when it resumes a trial."""
+        base = getattr(self, "_base", None)
+        if self._ready and hasattr(base, "on_unpause"):
+            base.on_unpause(trial_id)
 
     # ------------------------------------------------------------ persistence
     def save(self, checkpoint_path: str) -> None:

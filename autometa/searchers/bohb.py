@@ -59,10 +59,3 @@ class BOHBSearcher(SpaceSearcher):
         self._base.trial_to_params[trial_id] = encode_configspace(self.space, flat)
         self._base.running.add(trial_id)
 
-    def on_pause(self, trial_id: str) -> None:
-        if self._ready:
-            self._base.on_pause(trial_id)
-
-    def on_unpause(self, trial_id: str) -> None:
-        if self._ready:
-            self._base.on_unpause(trial_id)

@@ -184,13 +184,6 @@ class HypergradientSearcher(SpaceSearcher):
     def _adopted(self, trial_id: str, flat: dict[str, Any]) -> None:
         pass  # a trial from before a restore: its result still reaches the base searcher
 
-    def on_pause(self, trial_id: str) -> None:
-        if self._ready:
-            self._base.on_pause(trial_id)
-
-    def on_unpause(self, trial_id: str) -> None:
-        if self._ready:
-            self._base.on_unpause(trial_id)
 
     def _observe_intermediate(self, trial_id: str, result: dict) -> None:
         if trial_id in self._base_trials:
