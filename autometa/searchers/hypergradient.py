@@ -4,8 +4,9 @@ Trials report ``hypergrad/<key>`` (d metric / d value, in the value's units) and
 ``hparams/<key>`` (the value actually used) for the space's ``differentiable`` parameters
 (see :mod:`autometa.trial`). Each chain fixes the other parameters to a base searcher's
 suggestion and walks the differentiable ones in unconstrained coordinates (log for log-scale,
-logit to the bounds; :mod:`autometa.space.unconstrained`) with Barzilai-Borwein steps, a
-trust radius and backtracking on the observed metric (:mod:`autometa.searchers._chain`). Several
+logit to the bounds; :mod:`autometa.space.unconstrained`) with diagonally scaled
+Barzilai-Borwein steps, a trust radius and backtracking on the observed metric
+(:mod:`autometa.searchers._chain`). Several
 chains run at once when Tune allows several concurrent trials. Results without hypergradients
 make it warn once and behave as its base searcher.
 """
@@ -36,6 +37,7 @@ class HypergradientSearcher(SpaceSearcher):
         chains: Most chains alive at once (each has at most one pending trial).
         radius, max_radius, min_radius, grow, shrink, chain_length: Step control of a chain
             (trust radius in unconstrained units; see :mod:`autometa.searchers._chain`).
+        precondition: Scale each coordinate by the RMS of its past hypergradients.
         **kwargs: See :class:`SpaceSearcher`.
 
     Example:
@@ -53,7 +55,8 @@ class HypergradientSearcher(SpaceSearcher):
                  mode: str | None = None, seed: int | None = None, base: str = "random",
                  base_options: dict | None = None, chains: int = 4, radius: float = 1.0,
                  max_radius: float = 4.0, min_radius: float = 1e-3, grow: float = 2.0,
-                 shrink: float = 0.3, chain_length: int = 30, **kwargs: Any) -> None:
+                 shrink: float = 0.3, chain_length: int = 30, precondition: bool = True,
+                 **kwargs: Any) -> None:
         super().__init__(space, metric, mode, seed, **kwargs)
         if base not in ("random", "tpe", "bohb"):
             raise ValueError(f"base must be 'random', 'tpe' or 'bohb', got {base!r}")
@@ -61,7 +64,7 @@ class HypergradientSearcher(SpaceSearcher):
         self.max_chains = chains
         self.settings = ChainSettings(radius=radius, max_radius=max_radius,
                                       min_radius=min_radius, grow=grow, shrink=shrink,
-                                      max_length=chain_length)
+                                      max_length=chain_length, precondition=precondition)
 
     def _setup(self) -> None:
         from autometa.searchers import make_searcher
