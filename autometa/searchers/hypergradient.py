@@ -157,6 +157,7 @@ class HypergradientSearcher(SpaceSearcher):
             chain.radius *= self.settings.shrink
         if trial_id in self._base_trials:
             self._base_trials.discard(trial_id)
+            self._base._worst = self._worst  # the base model hears results only through us
             self._base._reject(trial_id)
             if index is not None:
                 self._chains.pop(index)
