@@ -29,10 +29,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHECKPOINTS = (5, 10, 15, 25, 50, 100)
 
 
-def run(searcher: str, trials: int, storage: str) -> tuple[list[tuple[float, float, float]], float]:
+def run(searcher: str, trials: int, storage: str,
+        holdout: int = 0) -> tuple[list[tuple[float, float, float]], float]:
     space = load_space(os.path.join(ROOT, "search_spaces", "digits_64_penalties.yaml"))
+    if holdout:
+        space = _with_holdout(space, holdout)
     exp = space.experiment
-    options = {"hypergradient": {"base": "random", "chains": 1},
+    options = {"hypergradient": {"base": "random", "chains": 1,
+                                 **({"holdout_metric": "holdout_loss"} if holdout else {})},
                "tpe": {"n_initial_points": 10}, "bohb": {}, "random": {}}[searcher]
     exp.searcher = Component(searcher, options)
     exp.scheduler = Component("bohb", {"max_t": 1}) if searcher == "bohb" else Component("fifo")
@@ -42,9 +46,18 @@ def run(searcher: str, trials: int, storage: str) -> tuple[list[tuple[float, flo
     results, _ = run_experiment(space, Overrides(num_samples=trials, storage_path=storage,
                                                  name=searcher), verbose=0)
     wall = time.perf_counter() - start
-    rows = sorted((r.metrics["timestamp"], r.metrics["val_loss"], r.metrics["test_loss"])
-                  for r in results if r.metrics and "val_loss" in r.metrics)
+    key = "holdout_loss" if holdout else "val_loss"
+    rows = sorted((r.metrics["timestamp"], r.metrics[key], r.metrics["test_loss"])
+                  for r in results if r.metrics and key in r.metrics)
     return rows, wall
+
+
+def _with_holdout(space, holdout):
+    from autometa.space import Parameter, Space
+
+    params = [p for p in space.parameters if p.key != "holdout"]
+    params.append(Parameter("holdout", ("holdout",), "constant", value=holdout))
+    return Space(params, space.forbidden, space.experiment, space.source)
 
 
 def progress(rows):
@@ -60,6 +73,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--trials", type=int, default=100)
     parser.add_argument("--hypergradient-trials", type=int, default=30)
+    parser.add_argument("--holdout", type=int, default=0,
+                        help="hold out this many validation samples; the hypergradient searcher "
+                             "stops chains on holdout_loss and trials are ranked by it")
+    parser.add_argument("--only", help="run only this searcher")
     args = parser.parse_args()
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     ray.init(num_cpus=2, include_dashboard=False,
@@ -69,11 +86,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as storage:
         for searcher, n in (("hypergradient", args.hypergradient_trials), ("random", args.trials),
                             ("tpe", args.trials), ("bohb", args.trials)):
-            rows, walls[searcher] = run(searcher, n, storage)
+            if args.only and searcher != args.only:
+                continue
+            rows, walls[searcher] = run(searcher, n, storage, args.holdout)
             curves[searcher] = progress(rows)
             print(f"{searcher}: {len(rows)} trainings in {walls[searcher]:.0f} s", flush=True)
+    ranked = "holdout CE" if args.holdout else "val CE"
     print("\n| searcher | trainings | wall (s) | " +
-          " | ".join(f"best val CE after {c} (test CE)" for c in CHECKPOINTS) + " |")
+          " | ".join(f"best {ranked} after {c} (test CE)" for c in CHECKPOINTS) + " |")
     print("|---" * (3 + len(CHECKPOINTS)) + "|")
     for searcher, curve in curves.items():
         cells = [f"{curve[c - 1][0]:.4f} ({curve[c - 1][1]:.4f})" if c <= len(curve) else "-"
@@ -92,7 +112,8 @@ def main() -> None:
     ax.set_ylabel("best validation cross-entropy")
     ax.legend()
     fig.tight_layout()
-    out = os.path.join(ROOT, "benchmarks", "gradient_search_digits.png")
+    suffix = f"_holdout{args.holdout}" if args.holdout else ""
+    out = os.path.join(ROOT, "benchmarks", f"gradient_search_digits{suffix}.png")
     fig.savefig(out, dpi=100)
     print(f"\nplot: {out}")
 

@@ -170,3 +170,18 @@ def test_in_real_tune_with_a_trainable_reporting_exact_hypergradients(ray_sessio
     for r in results:
         assert -1.0 <= r.config["x"] <= 2.0 and 0.01 <= r.config["y"] <= 5.0
     assert np.isfinite(losses).all()
+
+
+def test_holdout_metric_stops_a_chain_that_only_overfits():
+    """Validation keeps improving but the held-out metric does not: the chain ends after patience."""
+    space = space_from_dict(SPACE)
+    searcher = make_searcher("hypergradient", space, metric="loss", mode="min", seed=0, chains=1,
+                             holdout_metric="holdout", patience=3)
+    for i in range(8):
+        config = searcher.suggest(f"t{i}")
+        result = bowl(config)
+        result["holdout"] = 1.0 if i == 0 else 2.0   # best at the first trial, never again
+        searcher.on_trial_complete(f"t{i}", result)
+    first = searcher._chains[0]
+    assert first.length == 4 and first.done  # 1 best + 3 without improvement
+    assert len(searcher._chains) == 2  # a new chain took over

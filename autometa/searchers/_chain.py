@@ -20,7 +20,9 @@ trust radius :math:`r` (in the :math:`\infty`-norm).
 * Rejected observation (worse, failed, non-finite or without gradient): back to :math:`u^*`
   with :math:`r \leftarrow \gamma_- \|s\|_\infty` (backtracking along the same direction).
 * The chain ends when :math:`r < r_{min}`, when an accepted step was shorter than
-  :math:`r_{min}` (converged), or after ``max_length`` observations.
+  :math:`r_{min}` (converged), after ``max_length`` observations, or, with a held-out metric
+  to watch, after ``patience`` observations without a new best of it (the descent then only
+  overfits the metric it follows).
 
 It draws on hypergradient descent (Maclaurin et al. 2015; Lorraine et al. 2020), the
 Barzilai-Borwein method (1988), and trust-region step control with backtracking on the
@@ -48,6 +50,7 @@ class ChainSettings:
     max_length: int = 30
     precondition: bool = True
     beta2: float = 0.9
+    patience: int = 0
 
 
 @dataclass
@@ -70,14 +73,25 @@ class Chain:
     history: list[tuple[list[float], float]] = field(default_factory=list)
     converged: bool = False
     second_moment: np.ndarray | None = None
+    best_watch: float = np.inf
+    stale: int = 0
 
     def __post_init__(self) -> None:
         self.radius = self.settings.radius
 
     @property
     def done(self) -> bool:
+        patience = self.settings.patience
         return (self.converged or self.radius < self.settings.min_radius
-                or self.length >= self.settings.max_length)
+                or self.length >= self.settings.max_length
+                or (patience > 0 and self.stale >= patience))
+
+    def watch(self, value: float | None) -> None:
+        """Early stopping on a held-out metric (to minimize): count observations without a new best."""
+        if value is not None and np.isfinite(value) and value < self.best_watch:
+            self.best_watch, self.stale = float(value), 0
+        else:
+            self.stale += 1
 
     def next_point(self) -> np.ndarray:
         """Where to evaluate next."""

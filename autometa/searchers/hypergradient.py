@@ -38,6 +38,10 @@ class HypergradientSearcher(SpaceSearcher):
         radius, max_radius, min_radius, grow, shrink, chain_length: Step control of a chain
             (trust radius in unconstrained units; see :mod:`autometa.searchers._chain`).
         precondition: Scale each coordinate by the RMS of its past hypergradients.
+        holdout_metric: A result key measured on data the descent does not see (e.g.
+            ``holdout_loss``, same mode as the metric); a chain stops after ``patience``
+            trials without improving it, so it does not overfit the validation set.
+        patience: See ``holdout_metric``.
         **kwargs: See :class:`SpaceSearcher`.
 
     Example:
@@ -56,7 +60,7 @@ class HypergradientSearcher(SpaceSearcher):
                  base_options: dict | None = None, chains: int = 4, radius: float = 1.0,
                  max_radius: float = 4.0, min_radius: float = 1e-3, grow: float = 2.0,
                  shrink: float = 0.3, chain_length: int = 30, precondition: bool = True,
-                 **kwargs: Any) -> None:
+                 holdout_metric: str | None = None, patience: int = 3, **kwargs: Any) -> None:
         super().__init__(space, metric, mode, seed, **kwargs)
         if base not in ("random", "tpe", "bohb"):
             raise ValueError(f"base must be 'random', 'tpe' or 'bohb', got {base!r}")
@@ -64,7 +68,9 @@ class HypergradientSearcher(SpaceSearcher):
         self.max_chains = chains
         self.settings = ChainSettings(radius=radius, max_radius=max_radius,
                                       min_radius=min_radius, grow=grow, shrink=shrink,
-                                      max_length=chain_length, precondition=precondition)
+                                      max_length=chain_length, precondition=precondition,
+                                      patience=patience if holdout_metric else 0)
+        self.holdout_metric = holdout_metric
 
     def _setup(self) -> None:
         from autometa.searchers import make_searcher
@@ -146,6 +152,10 @@ class HypergradientSearcher(SpaceSearcher):
             self._gradients_seen = True
             u = self._reported_point(result, u)
         chain.observe(u, f, grad)
+        if self.holdout_metric and result is not None:
+            watched = result.get(self.holdout_metric)
+            sign = 1.0 if self._mode == "min" else -1.0
+            chain.watch(sign * watched if isinstance(watched, (int, float)) else None)
         if chain.done:
             self.retired.append(chain)
 

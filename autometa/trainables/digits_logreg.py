@@ -16,6 +16,9 @@ hypersteps           0          hypergradient-descent steps inside the trial; 0 
 method               ``cg``     hypergradient method
 outer_lr             0.5        Adam's learning rate on log(penalty)
 penalty_low/high     e^-8, e^2  bounds the penalties are clipped to
+holdout              0          validation samples held out of ``val_loss`` and its
+                                hypergradient, reported as ``holdout_loss`` (to choose when
+                                to stop without overfitting the validation set)
 fail_at_hyperstep    (none)     fault injection for tests (not after a restore)
 ==================== ========== ===========================================================
 
@@ -61,6 +64,11 @@ def train_digits_logreg(config: dict[str, Any]) -> None:
     data = load_digits_standardized()
     xt, yt = torch.tensor(data.x_train, dtype=DT), torch.tensor(data.y_train)
     xv, yv = torch.tensor(data.x_val, dtype=DT), torch.tensor(data.y_val)
+    holdout = int(config.get("holdout", 0))
+    if not 0 <= holdout < len(yv):
+        raise ValueError(f"holdout must be in [0, {len(yv) - 1}], got {holdout}")
+    xh, yh = xv[len(yv) - holdout:], yv[len(yv) - holdout:]
+    xv, yv = xv[:len(yv) - holdout], yv[:len(yv) - holdout]
     xs, ys = torch.tensor(data.x_test, dtype=DT), torch.tensor(data.y_test)
     hparams = penalty_hyperparameters(config)
     names = [h.name for h in hparams]
@@ -97,4 +105,6 @@ def train_digits_logreg(config: dict[str, Any]) -> None:
             extra = {"test_loss": float(nn.functional.cross_entropy(logits, ys)),
                      "test_accuracy": float((logits.argmax(1) == ys).double().mean()),
                      "val_accuracy": float((model(xv).argmax(1) == yv).double().mean())}
+            if holdout:
+                extra["holdout_loss"] = float(nn.functional.cross_entropy(model(xh), yh))
         report_hyperstep(trainer, result, extra)
