@@ -6,12 +6,18 @@ The format is documented in ``search_spaces/README.md``. Every error is a
 
 from __future__ import annotations
 
-import math
 import os
 from typing import Any
 
+from autometa.space.distributions import (
+    DISTRIBUTION_PARSERS,
+    RESERVED_NAMES,
+    check_constant,
+    describe_kind,
+    values_of,
+)
 from autometa.space.errors import SpaceError
-from autometa.space.parameters import Condition, Parameter, _same
+from autometa.space.parameters import Condition, Parameter
 from autometa.space.space import Forbidden, Space
 
 TYPES = ("uniform", "loguniform", "quniform", "qloguniform", "randint", "normal",
@@ -28,8 +34,6 @@ _ALLOWED = {
     "grid": {"values"},
     "constant": {"value"},
 }
-RESERVED_NAMES = {"eval": "Tune evaluates {'eval': ...} as Python code, which autometa never does",
-                  "grid_search": "Tune reads {'grid_search': ...} as a grid; use type: grid"}
 TOP_LEVEL = ("parameters", "forbidden", "experiment")
 
 
@@ -52,7 +56,7 @@ def _build(data: Any, file: str | None) -> Space:
     from autometa.space.experiment import parse_experiment  # same package, kept apart
 
     if not isinstance(data, dict):
-        raise SpaceError(f"expected a mapping with a 'parameters' key, got {_kind(data)}")
+        raise SpaceError(f"expected a mapping with a 'parameters' key, got {describe_kind(data)}")
     unknown = [k for k in data if k not in TOP_LEVEL]
     if unknown:
         raise SpaceError(f"unknown top-level key {unknown[0]!r}; expected one of {list(TOP_LEVEL)}",
@@ -61,7 +65,7 @@ def _build(data: Any, file: str | None) -> Space:
         raise SpaceError("missing key 'parameters' (a mapping of parameter names to specs)")
     params_doc = data["parameters"]
     if not isinstance(params_doc, dict) or not params_doc:
-        raise SpaceError(f"expected a non-empty mapping of parameters, got {_kind(params_doc)}",
+        raise SpaceError(f"expected a non-empty mapping of parameters, got {describe_kind(params_doc)}",
                          key_path=("parameters",))
     raw: list[tuple[Parameter, tuple, dict | None]] = []
     _parse_group(params_doc, ("parameters",), (), "", (), raw)
@@ -89,7 +93,7 @@ def _parse_group(doc: dict, where: tuple, path: tuple, key_prefix: str,
 def _parse_param(name: str, spec: Any, at: tuple, path: tuple, key: str,
                  branch_conds: tuple, out: list) -> None:
     if not isinstance(spec, dict):  # a plain value is a constant
-        _check_constant(spec, at)
+        check_constant(spec, at)
         out.append((Parameter(key, path, "constant", value=spec, conditions=branch_conds), at, None))
         return
     kind = spec["type"]
@@ -111,7 +115,7 @@ def _parse_param(name: str, spec: Any, at: tuple, path: tuple, key: str,
     if kind == "choice" and _is_nested_choice(spec, at):
         _parse_nested_choice(spec, at, path, key, branch_conds, out, condition)
         return
-    fields = _DIST_PARSERS[kind](spec, at)
+    fields = DISTRIBUTION_PARSERS[kind](spec, at)
     param = Parameter(key, path, differentiable=differentiable, conditions=branch_conds, **fields)
     if differentiable and not (param.dist in ("uniform", "normal") and not param.q):
         raise SpaceError("only continuous parameters (uniform, loguniform, normal without q) can "
@@ -141,105 +145,12 @@ def _parse_nested_choice(spec: dict, at: tuple, path: tuple, key: str, branch_co
 
 
 def _is_nested_choice(spec: dict, at: tuple) -> bool:
-    values = _values(spec, at)
+    values = values_of(spec, at)
     dicts = [isinstance(v, dict) for v in values]
     if any(dicts) and not all(dicts):
         raise SpaceError("mix of mappings and plain values: a nested choice needs every option "
                          "to be a mapping with a 'name'", key_path=at + ("values",))
     return all(dicts)
-
-
-# ----------------------------------------------------------- distributions
-def _float_bounds(spec: dict, at: tuple, log: bool) -> dict:
-    low, high = _number(spec, "low", at), _number(spec, "high", at)
-    if low > high:
-        raise SpaceError(f"low ({low}) is greater than high ({high})", key_path=at + ("low",))
-    if log and low <= 0:
-        raise SpaceError(f"a log-scale parameter needs low > 0, got {low}", key_path=at + ("low",))
-    return {"low": low, "high": high}
-
-
-def _q(spec: dict, at: tuple, required: bool, bounds: dict | None) -> float | None:
-    if "q" not in spec:
-        if required:
-            raise SpaceError("missing key 'q' (the quantization step)", key_path=at)
-        return None
-    q = _number(spec, "q", at)
-    if q <= 0:
-        raise SpaceError(f"q must be > 0, got {q}", key_path=at + ("q",))
-    for bound in ("low", "high"):
-        if bounds and bounds.get(bound) is not None:
-            k = bounds[bound] / q
-            if abs(k - round(k)) > 1e-9 * max(1.0, abs(k)):
-                raise SpaceError(f"{bound} ({bounds[bound]}) must be a multiple of q ({q}) so that "
-                                 "every target rounds the same way", key_path=at + (bound,))
-    return q
-
-
-def _uniform_like(log: bool, quantized: bool):
-    def parse(spec: dict, at: tuple) -> dict:
-        bounds = _float_bounds(spec, at, log)
-        return {"dist": "uniform", "log": log, "q": _q(spec, at, quantized, bounds), **bounds}
-    return parse
-
-
-def _randint(spec: dict, at: tuple) -> dict:
-    low, high = _integer(spec, "low", at), _integer(spec, "high", at)
-    log = spec.get("log", False)
-    if not isinstance(log, bool):
-        raise SpaceError("expected true or false", key_path=at + ("log",))
-    if low > high:
-        raise SpaceError(f"low ({low}) is greater than high ({high})", key_path=at + ("low",))
-    if log and low <= 0:
-        raise SpaceError(f"a log-scale parameter needs low > 0, got {low}", key_path=at + ("low",))
-    return {"dist": "randint", "low": low, "high": high, "log": log}
-
-
-def _normal(spec: dict, at: tuple) -> dict:
-    mu_key = "mu" if "mu" in spec else "mean"
-    sigma_key = "sigma" if "sigma" in spec else "sd"
-    mu, sigma = _number(spec, mu_key, at), _number(spec, sigma_key, at)
-    if sigma <= 0:
-        raise SpaceError(f"sigma must be > 0, got {sigma}", key_path=at + (sigma_key,))
-    low = _number(spec, "low", at) if "low" in spec else None
-    high = _number(spec, "high", at) if "high" in spec else None
-    if low is not None and high is not None and low >= high:
-        raise SpaceError(f"low ({low}) must be below high ({high})", key_path=at + ("low",))
-    q = _q(spec, at, False, {"low": low, "high": high})
-    return {"dist": "normal", "mu": mu, "sigma": sigma, "low": low, "high": high, "q": q}
-
-
-def _choice_or_grid(kind: str):
-    def parse(spec: dict, at: tuple) -> dict:
-        values = _values(spec, at)
-        if kind == "grid" and any(isinstance(v, dict) for v in values):
-            raise SpaceError("grid values must be plain values or lists, not mappings",
-                             key_path=at + ("values",))
-        for i, v in enumerate(values):
-            if any(_same(v, w) for w in values[:i]):
-                raise SpaceError(f"duplicate value {v!r}", key_path=at + ("values", i))
-        return {"dist": kind, "values": tuple(values)}
-    return parse
-
-
-def _constant(spec: dict, at: tuple) -> dict:
-    if "value" not in spec:
-        raise SpaceError("missing key 'value'", key_path=at)
-    _check_constant(spec["value"], at + ("value",))
-    return {"dist": "constant", "value": spec["value"]}
-
-
-_DIST_PARSERS = {
-    "uniform": _uniform_like(False, False),
-    "loguniform": _uniform_like(True, False),
-    "quniform": _uniform_like(False, True),
-    "qloguniform": _uniform_like(True, True),
-    "randint": _randint,
-    "normal": _normal,
-    "choice": _choice_or_grid("choice"),
-    "grid": _choice_or_grid("grid"),
-    "constant": _constant,
-}
 
 
 # ------------------------------------------------ conditions and forbidden
@@ -327,53 +238,6 @@ def _check_name(name: Any, at: tuple) -> None:
     if bad:
         raise SpaceError(f"names cannot contain {bad[0]!r} (dots nest groups: write a mapping)",
                          key_path=at)
-
-
-def _check_constant(value: Any, at: tuple) -> None:
-    if isinstance(value, dict):
-        for key, sub in value.items():
-            if key in RESERVED_NAMES:
-                raise SpaceError(f"the key {key!r} is reserved: {RESERVED_NAMES[key]}",
-                                 key_path=at + (key,))
-            _check_constant(sub, at + (key,))
-    elif isinstance(value, list):
-        for i, sub in enumerate(value):
-            _check_constant(sub, at + (i,))
-
-
-def _number(spec: dict, key: str, at: tuple) -> float:
-    if key not in spec:
-        raise SpaceError(f"missing key {key!r}", key_path=at)
-    value = spec[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise SpaceError(f"expected a number, got {_kind(value)}", key_path=at + (key,))
-    if not math.isfinite(value):
-        raise SpaceError(f"expected a finite number, got {value}", key_path=at + (key,))
-    return float(value)
-
-
-def _integer(spec: dict, key: str, at: tuple) -> int:
-    value = _number(spec, key, at)
-    if value != int(value) or not isinstance(spec[key], int):
-        raise SpaceError(f"expected an integer, got {spec[key]!r}", key_path=at + (key,))
-    return int(value)
-
-
-def _values(spec: dict, at: tuple) -> list:
-    if "values" not in spec:
-        raise SpaceError("missing key 'values' (a non-empty list)", key_path=at)
-    values = spec["values"]
-    if not isinstance(values, list) or not values:
-        raise SpaceError(f"expected a non-empty list, got {_kind(values)}", key_path=at + ("values",))
-    return values
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "nothing (null)"
-    names = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}
-    return names.get(type(value), f"a {type(value).__name__}") + (
-        f" ({value!r})" if isinstance(value, (str, int, float)) and not isinstance(value, bool) else "")
 
 
 def _stem(file: str | None) -> str | None:

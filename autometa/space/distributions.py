@@ -1,0 +1,155 @@
+"""Parsing one parameter's distribution keys (``low``, ``high``, ``q``, ``values``...).
+
+Each parser takes the parameter's mapping and its key path and returns the fields of a
+:class:`~autometa.space.parameters.Parameter`, or raises :class:`SpaceError`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from autometa.space.errors import SpaceError
+from autometa.space.parameters import _same
+
+RESERVED_NAMES = {"eval": "Tune evaluates {'eval': ...} as Python code, which autometa never does",
+                  "grid_search": "Tune reads {'grid_search': ...} as a grid; use type: grid"}
+
+
+def _float_bounds(spec: dict, at: tuple, log: bool) -> dict:
+    low, high = _number(spec, "low", at), _number(spec, "high", at)
+    if low > high:
+        raise SpaceError(f"low ({low}) is greater than high ({high})", key_path=at + ("low",))
+    if log and low <= 0:
+        raise SpaceError(f"a log-scale parameter needs low > 0, got {low}", key_path=at + ("low",))
+    return {"low": low, "high": high}
+
+
+def _q(spec: dict, at: tuple, required: bool, bounds: dict | None) -> float | None:
+    if "q" not in spec:
+        if required:
+            raise SpaceError("missing key 'q' (the quantization step)", key_path=at)
+        return None
+    q = _number(spec, "q", at)
+    if q <= 0:
+        raise SpaceError(f"q must be > 0, got {q}", key_path=at + ("q",))
+    for bound in ("low", "high"):
+        if bounds and bounds.get(bound) is not None:
+            k = bounds[bound] / q
+            if abs(k - round(k)) > 1e-9 * max(1.0, abs(k)):
+                raise SpaceError(f"{bound} ({bounds[bound]}) must be a multiple of q ({q}) so that "
+                                 "every target rounds the same way", key_path=at + (bound,))
+    return q
+
+
+def _uniform_like(log: bool, quantized: bool):
+    def parse(spec: dict, at: tuple) -> dict:
+        bounds = _float_bounds(spec, at, log)
+        return {"dist": "uniform", "log": log, "q": _q(spec, at, quantized, bounds), **bounds}
+    return parse
+
+
+def _randint(spec: dict, at: tuple) -> dict:
+    low, high = _integer(spec, "low", at), _integer(spec, "high", at)
+    log = spec.get("log", False)
+    if not isinstance(log, bool):
+        raise SpaceError("expected true or false", key_path=at + ("log",))
+    if low > high:
+        raise SpaceError(f"low ({low}) is greater than high ({high})", key_path=at + ("low",))
+    if log and low <= 0:
+        raise SpaceError(f"a log-scale parameter needs low > 0, got {low}", key_path=at + ("low",))
+    return {"dist": "randint", "low": low, "high": high, "log": log}
+
+
+def _normal(spec: dict, at: tuple) -> dict:
+    mu_key = "mu" if "mu" in spec else "mean"
+    sigma_key = "sigma" if "sigma" in spec else "sd"
+    mu, sigma = _number(spec, mu_key, at), _number(spec, sigma_key, at)
+    if sigma <= 0:
+        raise SpaceError(f"sigma must be > 0, got {sigma}", key_path=at + (sigma_key,))
+    low = _number(spec, "low", at) if "low" in spec else None
+    high = _number(spec, "high", at) if "high" in spec else None
+    if low is not None and high is not None and low >= high:
+        raise SpaceError(f"low ({low}) must be below high ({high})", key_path=at + ("low",))
+    q = _q(spec, at, False, {"low": low, "high": high})
+    return {"dist": "normal", "mu": mu, "sigma": sigma, "low": low, "high": high, "q": q}
+
+
+def _choice_or_grid(kind: str):
+    def parse(spec: dict, at: tuple) -> dict:
+        values = values_of(spec, at)
+        if kind == "grid" and any(isinstance(v, dict) for v in values):
+            raise SpaceError("grid values must be plain values or lists, not mappings",
+                             key_path=at + ("values",))
+        for i, v in enumerate(values):
+            if any(_same(v, w) for w in values[:i]):
+                raise SpaceError(f"duplicate value {v!r}", key_path=at + ("values", i))
+        return {"dist": kind, "values": tuple(values)}
+    return parse
+
+
+def _constant(spec: dict, at: tuple) -> dict:
+    if "value" not in spec:
+        raise SpaceError("missing key 'value'", key_path=at)
+    check_constant(spec["value"], at + ("value",))
+    return {"dist": "constant", "value": spec["value"]}
+
+
+DISTRIBUTION_PARSERS = {
+    "uniform": _uniform_like(False, False),
+    "loguniform": _uniform_like(True, False),
+    "quniform": _uniform_like(False, True),
+    "qloguniform": _uniform_like(True, True),
+    "randint": _randint,
+    "normal": _normal,
+    "choice": _choice_or_grid("choice"),
+    "grid": _choice_or_grid("grid"),
+    "constant": _constant,
+}
+
+
+def check_constant(value: Any, at: tuple) -> None:
+    if isinstance(value, dict):
+        for key, sub in value.items():
+            if key in RESERVED_NAMES:
+                raise SpaceError(f"the key {key!r} is reserved: {RESERVED_NAMES[key]}",
+                                 key_path=at + (key,))
+            check_constant(sub, at + (key,))
+    elif isinstance(value, list):
+        for i, sub in enumerate(value):
+            check_constant(sub, at + (i,))
+
+
+def _number(spec: dict, key: str, at: tuple) -> float:
+    if key not in spec:
+        raise SpaceError(f"missing key {key!r}", key_path=at)
+    value = spec[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SpaceError(f"expected a number, got {describe_kind(value)}", key_path=at + (key,))
+    if not math.isfinite(value):
+        raise SpaceError(f"expected a finite number, got {value}", key_path=at + (key,))
+    return float(value)
+
+
+def _integer(spec: dict, key: str, at: tuple) -> int:
+    value = _number(spec, key, at)
+    if value != int(value) or not isinstance(spec[key], int):
+        raise SpaceError(f"expected an integer, got {spec[key]!r}", key_path=at + (key,))
+    return int(value)
+
+
+def values_of(spec: dict, at: tuple) -> list:
+    if "values" not in spec:
+        raise SpaceError("missing key 'values' (a non-empty list)", key_path=at)
+    values = spec["values"]
+    if not isinstance(values, list) or not values:
+        raise SpaceError(f"expected a non-empty list, got {describe_kind(values)}", key_path=at + ("values",))
+    return values
+
+
+def describe_kind(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    names = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}
+    return names.get(type(value), f"a {type(value).__name__}") + (
+        f" ({value!r})" if isinstance(value, (str, int, float)) and not isinstance(value, bool) else "")
