@@ -184,3 +184,33 @@ def _finished(path):
         if rows and rows[-1].get("done") or (rows and rows[-1].get("iteration") == 3):
             out.append(trial)
     return out
+
+
+def test_diverging_trials_are_stopped_and_the_search_goes_on(tmp_path, storage, ray_session,
+                                                              capsys, caplog):
+    text = f"""\
+        experiment:
+          name: nan
+          trainable: quadratic
+          metric: loss
+          searcher: random
+          num_samples: 6
+          max_concurrent_trials: 2
+          storage_path: {storage}
+          seed: 1
+        parameters:
+          x: {{type: uniform, low: 0, high: 1}}
+          nan_at: {{type: choice, values: [null, 2]}}
+          iterations: 4
+        """
+    path = tmp_path / "nan.yaml"
+    path.write_text(textwrap.dedent(text))
+    with caplog.at_level("WARNING", logger="autometa"):
+        assert main(["run", str(path), "--quiet"]) == 0
+    assert "Best config:" in capsys.readouterr().out
+    diverged = [r for r in caplog.records if "diverged" in r.message]
+    folder = os.path.join(storage, "nan")
+    trials = [d for d in os.listdir(folder) if os.path.isfile(os.path.join(folder, d, "result.json"))]
+    assert len(trials) == 6
+    stopped_early = [t for t in trials if len(_rows(folder, t)) == 2]  # NaN at iteration 2
+    assert stopped_early and len(diverged) == len(stopped_early)
