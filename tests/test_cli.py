@@ -214,3 +214,31 @@ def test_diverging_trials_are_stopped_and_the_search_goes_on(tmp_path, storage, 
     assert len(trials) == 6
     stopped_early = [t for t in trials if len(_rows(folder, t)) == 2]  # NaN at iteration 2
     assert stopped_early and len(diverged) == len(stopped_early)
+
+
+def test_population_scheduler_from_a_file(tmp_path, storage, ray_session, capsys):
+    text = f"""\
+        experiment:
+          name: pbt
+          trainable: quadratic
+          metric: loss
+          searcher: random
+          scheduler: {{name: hypergradient_pbt, perturbation_interval: 2, step_size: 0.5}}
+          num_samples: 4
+          max_concurrent_trials: 4
+          storage_path: {storage}
+          seed: 0
+        parameters:
+          x: {{type: uniform, low: 0, high: 3, differentiable: true}}
+          iterations: 6
+          report_hypergrad: true
+          checkpoint: true
+        """
+    path = tmp_path / "pbt.yaml"
+    path.write_text(textwrap.dedent(text))
+    assert main(["run", str(path), "--quiet"]) == 0
+    assert "Best config:" in capsys.readouterr().out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(textwrap.dedent(text).replace("searcher: random", "searcher: tpe"))
+    assert main(["validate", str(bad)]) == 2
+    assert "takes no searcher" in capsys.readouterr().err

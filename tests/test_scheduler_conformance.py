@@ -6,14 +6,23 @@ import functools
 
 import pytest
 
-from autometa.schedulers import REQUIRED_SEARCHER, SCHEDULERS, make_scheduler, scheduler_options
+from autometa.schedulers import (
+    POPULATION_SCHEDULERS,
+    REQUIRED_SEARCHER,
+    SCHEDULERS,
+    make_scheduler,
+    scheduler_options,
+)
 from autometa.testing import schedulers as suite
+from autometa.testing.spaces import nan_space
 
 
 def factory(name: str):
     options = {"max_t": 3} if "max_t" in scheduler_options(name) else {}
     if name == "median":
         options = {"grace_period": 1, "min_samples_required": 2}
+    if name == "hypergradient_pbt":
+        options = {"space": nan_space(), "perturbation_interval": 1}
     return functools.partial(make_scheduler, name, **options)
 
 
@@ -25,7 +34,8 @@ def test_scheduler_conformance(name, check):
 
 @pytest.mark.parametrize("name", sorted(SCHEDULERS))
 def test_scheduler_in_real_tune(name, ray_session, storage):
-    suite.check_in_tune(factory(name), REQUIRED_SEARCHER.get(name, "random"), storage=storage)
+    searcher = None if name in POPULATION_SCHEDULERS else REQUIRED_SEARCHER.get(name, "random")
+    suite.check_in_tune(factory(name), searcher, storage=storage)
 
 
 def test_unknown_scheduler_and_option_are_clear():

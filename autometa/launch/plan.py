@@ -32,7 +32,7 @@ def plan_experiment(space: Space, overrides: Overrides | None = None,
     Raises:
         SpaceError: naming the file, key path and line of what is wrong.
     """
-    from autometa.schedulers import REQUIRED_SEARCHER, SCHEDULERS, scheduler_options
+    from autometa.schedulers import POPULATION_SCHEDULERS, REQUIRED_SEARCHER, SCHEDULERS, scheduler_options
     from autometa.searchers import SEARCHERS, searcher_options
 
     exp = copy.deepcopy(space.experiment) if space.experiment is not None else Experiment()
@@ -59,6 +59,14 @@ def plan_experiment(space: Space, overrides: Overrides | None = None,
     if required and exp.searcher.name != required:
         raise space.error(f"the {exp.scheduler.name} scheduler works only with the {required} "
                           f"searcher, not {exp.searcher.name!r}", *where, "scheduler")
+    if exp.scheduler.name in POPULATION_SCHEDULERS:
+        if exp.searcher.name != "random":
+            raise space.error(f"the {exp.scheduler.name} scheduler changes configs itself and takes "
+                              "no searcher: use searcher: random (the initial population is drawn "
+                              "at random)", *where, "searcher")
+        if space.forbidden:
+            raise space.error(f"the {exp.scheduler.name} scheduler cannot enforce forbidden "
+                              "combinations (its population is drawn by Tune)", "forbidden")
     if exp.searcher.name == "bohb" and exp.scheduler.name != "bohb":
         raise space.error("the bohb searcher needs the bohb scheduler (HyperBandForBOHB), which "
                           "gives it the budgets its model is built on", *where, "scheduler")

@@ -33,7 +33,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
 def build_tuner(space: Space, exp: Experiment, *, experiment_dir: str | None = None,
                 verbose: int = 1) -> tune.Tuner:
     """A ready ``tune.Tuner`` for ``exp`` (checked with :func:`plan_experiment`)."""
-    from autometa.schedulers import make_scheduler
+    from autometa.schedulers import POPULATION_SCHEDULERS, make_scheduler
     from autometa.searchers import make_searcher
     from autometa.trainables import resolve_trainable
 
@@ -43,15 +43,24 @@ def build_tuner(space: Space, exp: Experiment, *, experiment_dir: str | None = N
     if exp.searcher.name == "grid":
         options.setdefault("repeats", num_samples)
         num_samples = -1  # the grid searcher says when it is finished
-    searcher = make_searcher(exp.searcher.name, space, metric=exp.metric, mode=exp.mode,
-                             seed=exp.seed, **options)
-    search_alg = ConcurrencyLimiter(searcher, max_concurrent=_max_concurrent(exp))
-    scheduler = make_scheduler(exp.scheduler.name, **scheduler_defaults(exp))
+    scheduler = make_scheduler(exp.scheduler.name, space=space, seed=exp.seed,
+                               **scheduler_defaults(exp))
+    param_space, search_alg, max_concurrent = {}, None, None
+    if exp.scheduler.name in POPULATION_SCHEDULERS:  # Tune draws the population itself
+        from autometa.convert.tune import to_tune
+
+        param_space, max_concurrent = to_tune(space), _max_concurrent(exp)
+    else:
+        searcher = make_searcher(exp.searcher.name, space, metric=exp.metric, mode=exp.mode,
+                                 seed=exp.seed, **options)
+        search_alg = ConcurrencyLimiter(searcher, max_concurrent=_max_concurrent(exp))
     storage, name = _location(exp, experiment_dir)
     return tune.Tuner(
         trainable,
+        param_space=param_space,
         tune_config=tune.TuneConfig(metric=exp.metric, mode=exp.mode, search_alg=search_alg,
                                     scheduler=scheduler, num_samples=num_samples,
+                                    max_concurrent_trials=max_concurrent,
                                     time_budget_s=exp.time_budget_s),
         run_config=tune.RunConfig(
             name=name, storage_path=storage, stop=ExperimentStopper(exp.stop, exp.metric),

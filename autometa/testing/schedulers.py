@@ -25,14 +25,37 @@ def check_pickle_round_trip(factory: Factory) -> None:
     assert getattr(copy, "_metric", "loss") == "loss"
 
 
-def check_in_tune(factory: Factory, searcher: str, storage: str | None = None) -> Any:
-    """A real Tune run: every trial ends, none errors, NaN-reporting trials included."""
+def check_in_tune(factory: Factory, searcher: str | None, storage: str | None = None) -> Any:
+    """A real Tune run: every trial ends, none errors, NaN-reporting trials included.
+
+    ``searcher=None`` runs a population scheduler, which takes no searcher: Tune draws the
+    population from the Tune form of the space.
+    """
     import functools
 
     from autometa.searchers import make_searcher
     from autometa.testing.searchers import check_in_tune as run
 
-    return run(functools.partial(make_searcher, searcher), scheduler=factory(), storage=storage)
+    if searcher is not None:
+        return run(functools.partial(make_searcher, searcher), scheduler=factory(), storage=storage)
+    import tempfile
+
+    from ray import tune
+
+    from autometa.convert.tune import to_tune
+    from autometa.testing.spaces import nan_space
+    from autometa.trainables.synthetic import quadratic
+
+    space = nan_space()
+    with tempfile.TemporaryDirectory() as folder:
+        results = tune.Tuner(
+            quadratic, param_space=to_tune(space),
+            tune_config=tune.TuneConfig(metric="loss", mode="min", num_samples=6,
+                                        scheduler=factory(), max_concurrent_trials=2),
+            run_config=tune.RunConfig(storage_path=storage or folder, verbose=0)).fit()
+    assert not results.errors, f"trials failed: {results.errors}"
+    assert len(results) == 6
+    return results
 
 
 ALL_CHECKS = (check_pickle_round_trip,)

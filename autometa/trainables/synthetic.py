@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+import tempfile
 import time
 from typing import Any
 
@@ -18,14 +20,21 @@ def quadratic(config: dict[str, Any]) -> None:
     Iteration ``i`` reports ``loss * (1 + 1/i)``, so later iterations are better.
     With ``report_hypergrad: true`` every report also carries the exact derivative
     ``hypergrad/<key> = 2 (x - target)(1 + 1/i)`` and ``hparams/<key>`` for each numeric key.
+    With ``checkpoint: true`` each report saves the iteration, and a restored trial (Tune's
+    pause/resume, PBT's exploit) continues from it with its current config.
     """
     target = config.get("target", 0.5)
     iterations = int(config.get("iterations", 5))
     skip = {"target", "iterations", "noise", "sleep", "fail_at", "nan_at", "seed",
-            "report_hypergrad"}
+            "report_hypergrad", "checkpoint"}
     numbers = [(k, v) for k, v in _numbers(config) if k not in skip]
     loss = sum((v - target) ** 2 for _, v in numbers)
-    for i in range(1, iterations + 1):
+    start = 1
+    restored = tune.get_checkpoint()
+    if restored is not None:
+        with restored.as_directory() as folder, open(os.path.join(folder, "iteration")) as f:
+            start = int(f.read()) + 1
+    for i in range(start, iterations + 1):
         if config.get("fail_at") == i:
             raise RuntimeError(f"planned failure at iteration {i}")
         if config.get("sleep"):
@@ -38,7 +47,13 @@ def quadratic(config: dict[str, Any]) -> None:
             for key, x in numbers:
                 metrics[f"hypergrad/{key}"] = 2 * (x - target) * (1 + 1 / i)
                 metrics[f"hparams/{key}"] = x
-        tune.report(metrics)
+        if not config.get("checkpoint"):
+            tune.report(metrics)
+            continue
+        with tempfile.TemporaryDirectory() as folder:
+            with open(os.path.join(folder, "iteration"), "w") as f:
+                f.write(str(i))
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
 
 def _numbers(config: dict, prefix: str = "") -> list[tuple[str, float]]:
