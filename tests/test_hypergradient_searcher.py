@@ -185,3 +185,20 @@ def test_holdout_metric_stops_a_chain_that_only_overfits():
     first = searcher._chains[0]
     assert first.length == 4 and first.done  # 1 best + 3 without improvement
     assert len(searcher._chains) == 2  # a new chain took over
+
+
+def test_inactive_differentiable_parameter_gives_a_plain_trial_not_a_chain():
+    space = space_from_dict({"parameters": {
+        "use": {"type": "choice", "values": [True, False]},
+        "x": {"type": "uniform", "low": 0.0, "high": 1.0, "differentiable": True,
+              "condition": {"use": True}}}})
+    searcher = make_searcher("hypergradient", space, metric="loss", mode="min", seed=0, chains=1)
+    for i in range(12):
+        config = searcher.suggest(f"t{i}")
+        assert config is not None and not space.problems(config)
+        x = config["x"]
+        result = {"loss": 1.0 if x is None else (x - 0.3) ** 2, "config": config}
+        if x is not None:
+            result["hypergrad/x"] = 2 * (x - 0.3)
+        searcher.on_trial_complete(f"t{i}", result)
+    assert all(set(c.context) == {"use"} and c.context["use"] is True for c in searcher._chains)

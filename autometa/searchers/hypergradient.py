@@ -95,8 +95,8 @@ class HypergradientSearcher(SpaceSearcher):
                 return self._from_chain(trial_id, index)
         if len([c for c in self._chains if not c.done]) < self.max_chains:
             flat = self._from_base(trial_id)
-            if isinstance(flat, dict):
-                self._start_chain(trial_id, flat)
+            if isinstance(flat, dict) and all(p.key in flat for p in self._params):
+                self._start_chain(trial_id, flat)  # (a conditional one may be inactive: no chain)
             return flat
         return None  # every chain waits for its trial
 
