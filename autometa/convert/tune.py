@@ -147,7 +147,7 @@ def _spec(value: Any, at: tuple, samplers: list) -> Any:
         fn = value.func
         if isinstance(fn, _SpaceSampler):
             samplers.append(fn)
-            return _placeholder(fn.param)
+            return {"type": "constant", "value": None}  # replaced by fn.param below
         raise ValueError(f"{where}: cannot read tune.sample_from({fn!r}); autometa needs an "
                          "explicit distribution")
     if isinstance(value, Categorical):
@@ -186,7 +186,3 @@ def _spec(value: Any, at: tuple, samplers: list) -> Any:
         return spec
     return {"type": "constant", "value": value} if isinstance(value, dict) else value
 
-
-def _placeholder(p: Parameter) -> dict[str, Any]:
-    # Stand-in of the right name; replaced by the sampler's exact parameter afterwards.
-    return {"type": "constant", "value": None}

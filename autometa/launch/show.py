@@ -94,7 +94,7 @@ def write_plots(summary: ExperimentSummary, folder: str) -> list[str]:
     import matplotlib.pyplot as plt
 
     os.makedirs(folder, exist_ok=True)
-    table = summary.table.sort_values("trial_id", kind="stable")
+    table = summary.table
     order = _trial_order(summary)
     table = table.assign(_order=[order.get(t, i) for i, t in enumerate(table["trial_id"])])
     table = table.sort_values("_order")

@@ -58,6 +58,7 @@ class GridSearcher(SpaceSearcher):
 def grid_points(space: Space) -> list[dict[str, Any]]:
     """All distinct active combinations of grid parameters that are not forbidden."""
     grid = [p for p in space.parameters if p.dist == "grid"]
+    only_on_grid = _conditions_only_on_grid(space, grid)
     seen, points = set(), []
     for combo in itertools.product(*(p.values for p in grid)):
         flat = dict(zip((p.key for p in grid), combo, strict=True))
@@ -65,7 +66,7 @@ def grid_points(space: Space) -> list[dict[str, Any]]:
         for p in space.parameters:  # keep only grid values whose conditions hold
             if p.key in flat and space.is_active(p, {**flat, **active}):
                 active[p.key] = flat[p.key]
-        if not _conditions_only_on_grid(space, grid):
+        if not only_on_grid:
             active = flat
         key = repr(sorted(active.items(), key=lambda kv: kv[0]))
         forbidden = any(rule.matches(active) for rule in space.forbidden
