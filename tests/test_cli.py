@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import signal
@@ -238,6 +239,8 @@ def test_population_scheduler_from_a_file(tmp_path, storage, ray_session, capsys
     path.write_text(textwrap.dedent(text))
     assert main(["run", str(path), "--quiet"]) == 0
     assert "Best config:" in capsys.readouterr().out
+    # the scheduler's state is saved with the experiment, for --resume
+    assert glob.glob(os.path.join(storage, "*", "callback-states-*.pkl"))
     bad = tmp_path / "bad.yaml"
     bad.write_text(textwrap.dedent(text).replace("searcher: random", "searcher: tpe"))
     assert main(["validate", str(bad)]) == 2

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import math
+import os
 import random
+import signal
 
 import pytest
 from ray import tune
 
+from autometa.convert.tune import to_tune
 from autometa.schedulers import make_scheduler
+from autometa.schedulers.persist import state_callbacks
 from autometa.schedulers.population import explore_differentiable
 from autometa.space import space_from_dict
 from autometa.trainables.synthetic import quadratic
@@ -66,3 +70,67 @@ def test_population_moves_toward_the_optimum_in_real_tune(ray_session, storage):
     final = [r.config["x"] for r in results]
     assert all(0.0 <= x <= 3.0 for x in final)
     assert min(abs(x - 0.5) for x in final) < min(abs(x - 0.5) for x in start) - 0.5, final
+
+
+class _Interrupt(tune.Callback):
+    """Interrupts the experiment (as Ctrl-C does) once the scheduler has perturbed twice, and
+    records the scheduler's per-trial state when each ``fit`` starts stepping."""
+
+    def __init__(self, scheduler, log):
+        self.scheduler, self.log, self.seen = scheduler, log, False
+
+    def on_step_begin(self, iteration, trials, **info):
+        if not self.seen:
+            self.seen = True
+            with open(self.log, "a") as f:
+                f.write(repr(_snapshot(self.scheduler)) + "\n")
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if self.scheduler._num_perturbations >= 2 and not os.path.exists(self.log + ".sent"):
+            open(self.log + ".sent", "w").close()
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def _snapshot(scheduler):
+    return {"num_perturbations": scheduler._num_perturbations,
+            "trials": {t.trial_id: (s.last_perturbation_time, s.last_score)
+                       for t, s in scheduler._trial_state.items()}}
+
+
+def test_state_survives_an_interrupted_and_restored_experiment(ray_session, storage, tmp_path):
+    space = space_from_dict({"parameters": {
+        "x": {"type": "uniform", "low": 0.0, "high": 3.0, "differentiable": True},
+        "iterations": 16, "report_hypergrad": True, "checkpoint": True, "sleep": 0.05}})
+    scheduler = make_scheduler("hypergradient_pbt", space=space, seed=0,
+                               perturbation_interval=3, quantile_fraction=0.5)
+    log = str(tmp_path / "snapshots")
+    callbacks = [*state_callbacks(scheduler), _Interrupt(scheduler, log)]
+    tuner = tune.Tuner(
+        quadratic, param_space=to_tune(space),
+        tune_config=tune.TuneConfig(metric="loss", mode="min", num_samples=4,
+                                    scheduler=scheduler, max_concurrent_trials=2),
+        run_config=tune.RunConfig(name="pbt", storage_path=storage, verbose=0,
+                                  callbacks=callbacks))
+    tuner.fit()
+    saved = _read_state(os.path.join(storage, "pbt"))
+    assert saved["num_perturbations"] >= 2
+    assert any(t["last_perturbation_time"] > 0 for t in saved["trials"].values())
+    restored = tune.Tuner.restore(os.path.join(storage, "pbt"), trainable=quadratic,
+                                  resume_unfinished=True)
+    results = restored.fit()
+    assert not results.errors and len(results) == 4
+    before, after = [eval(line) for line in open(log)]
+    assert after["num_perturbations"] == saved["num_perturbations"] >= before["num_perturbations"]
+    assert after["trials"] == {tid: (t["last_perturbation_time"], t["last_score"])
+                               for tid, t in saved["trials"].items()}
+
+
+def _read_state(path):
+    import glob
+    import pickle
+
+    files = sorted(glob.glob(os.path.join(path, "callback-states-*.pkl")))
+    assert files, f"no callback state saved in {path}"
+    with open(files[-1], "rb") as f:
+        states = pickle.load(f)
+    return next(s["state"] for s in states.values() if s)

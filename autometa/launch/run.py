@@ -34,6 +34,7 @@ def build_tuner(space: Space, exp: Experiment, *, experiment_dir: str | None = N
                 verbose: int = 1) -> tune.Tuner:
     """A ready ``tune.Tuner`` for ``exp`` (checked with :func:`plan_experiment`)."""
     from autometa.schedulers import POPULATION_SCHEDULERS, make_scheduler
+    from autometa.schedulers.persist import state_callbacks
     from autometa.searchers import make_searcher
     from autometa.trainables import resolve_trainable
 
@@ -64,6 +65,7 @@ def build_tuner(space: Space, exp: Experiment, *, experiment_dir: str | None = N
                                     time_budget_s=exp.time_budget_s),
         run_config=tune.RunConfig(
             name=name, storage_path=storage, stop=ExperimentStopper(exp.stop, exp.metric),
+            callbacks=state_callbacks(scheduler),  # Tune pickles schedulers only at the start
             failure_config=tune.FailureConfig(max_failures=exp.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2), verbose=verbose),
     )

@@ -7,6 +7,11 @@ reported (``hypergrad/<key>`` at ``hparams/<key>``), a signed step of ``step_siz
 parameter's unconstrained coordinate (log for log-scale, logit to the bounds), so they
 stay inside their bounds; without a reported hypergradient they are perturbed by PBT's
 factors. The other parameters are resampled or perturbed as PBT does.
+
+Its state (per trial: last perturbation time, score, result and checkpoint to copy; the
+perturbation counts and its random generator) survives ``Tuner.restore`` through
+:class:`~autometa.schedulers.persist.SchedulerStateCallback` (Ray's own PBT restarts from
+scratch: every restored trial would be perturbed again at its first report).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import math
 import random
 from typing import Any
 
+from ray.tune import Checkpoint
 from ray.tune.schedulers import PopulationBasedTraining
 
 from autometa.space import Space
@@ -74,6 +80,7 @@ class HypergradientPBT(PopulationBasedTraining):
         self.space = space
         self.step_size = step_size
         self._rng = random.Random(seed)
+        self._restored: dict[str, dict[str, Any]] = {}
         super().__init__(time_attr=time_attr, hyperparam_mutations=hyperparam_mutations or {},
                          custom_explore_fn=None if hyperparam_mutations else (lambda c: c),
                          **kwargs)
@@ -85,3 +92,35 @@ class HypergradientPBT(PopulationBasedTraining):
                                                self.step_size, self._perturbation_factors,
                                                self._rng)
         return config, {**operations, **moved}
+
+    # ------------------------------------------------------------ persistence
+    def get_state(self) -> dict[str, Any]:
+        """What a restored experiment needs (see :mod:`autometa.schedulers.persist`)."""
+        trials = {}
+        for trial, state in self._trial_state.items():
+            checkpoint = state.last_checkpoint
+            if checkpoint is not None and not isinstance(checkpoint, Checkpoint):
+                checkpoint = trial.checkpoint  # a save still in flight: its latest one
+            trials[trial.trial_id] = {
+                "last_score": state.last_score, "last_checkpoint": checkpoint,
+                "last_perturbation_time": state.last_perturbation_time,
+                "last_train_time": state.last_train_time, "last_result": state.last_result}
+        return {"trials": {**self._restored, **trials}, "rng": self._rng.getstate(),
+                "num_perturbations": self._num_perturbations,
+                "num_checkpoints": self._num_checkpoints,
+                "next_perturbation_sync": self._next_perturbation_sync}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Take over a saved state; trials pick theirs up when Tune re-adds them."""
+        self._restored = dict(state["trials"])
+        self._rng.setstate(state["rng"])
+        self._num_perturbations = state["num_perturbations"]
+        self._num_checkpoints = state["num_checkpoints"]
+        self._next_perturbation_sync = state["next_perturbation_sync"]
+
+    def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
+        super().on_trial_add(tune_controller, trial)
+        saved = self._restored.pop(trial.trial_id, None)
+        if saved is not None:
+            for name, value in saved.items():
+                setattr(self._trial_state[trial], name, value)
