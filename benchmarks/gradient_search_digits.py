@@ -9,6 +9,7 @@ Reported: best validation CE after N trainings, the test CE of that trial, wall 
 PNG of best validation CE against trainings.
 
     python benchmarks/gradient_search_digits.py [--trials 100] [--hypergradient-trials 30]
+        [--seeds 0 1 2] [--chains 2] [--holdout 100] [--only hypergradient]
 """
 
 from __future__ import annotations
@@ -29,22 +30,24 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHECKPOINTS = (5, 10, 15, 25, 50, 100)
 
 
-def run(searcher: str, trials: int, storage: str,
-        holdout: int = 0) -> tuple[list[tuple[float, float, float]], float]:
+def run(searcher: str, trials: int, storage: str, holdout: int = 0, seed: int = 0,
+        chains: int = 1) -> tuple[list[tuple[float, float, float]], float]:
     space = load_space(os.path.join(ROOT, "search_spaces", "digits_64_penalties.yaml"))
     if holdout:
         space = _with_holdout(space, holdout)
     exp = space.experiment
-    options = {"hypergradient": {"base": "random", "chains": 1,
+    exp.seed = seed
+    options = {"hypergradient": {"base": "random", "chains": chains,
                                  **({"holdout_metric": "holdout_loss"} if holdout else {})},
                "tpe": {"n_initial_points": 10}, "bohb": {}, "random": {}}[searcher]
     exp.searcher = Component(searcher, options)
     exp.scheduler = Component("bohb", {"max_t": 1}) if searcher == "bohb" else Component("fifo")
-    # one chain walks sequentially; black-box searchers use both cores
-    exp.max_concurrent_trials = 1 if searcher == "hypergradient" else 2
+    # a chain walks sequentially: one trial per chain at a time; black-box searchers use both
+    # cores
+    exp.max_concurrent_trials = chains if searcher == "hypergradient" else 2
     start = time.perf_counter()
     results, _ = run_experiment(space, Overrides(num_samples=trials, storage_path=storage,
-                                                 name=searcher), verbose=0)
+                                                 name=f"{searcher}-{seed}"), verbose=0)
     wall = time.perf_counter() - start
     key = "holdout_loss" if holdout else "val_loss"
     rows = sorted((r.metrics["timestamp"], r.metrics[key], r.metrics["test_loss"])
@@ -77,6 +80,10 @@ def main() -> None:
                         help="hold out this many validation samples; the hypergradient searcher "
                              "stops chains on holdout_loss and trials are ranked by it")
     parser.add_argument("--only", help="run only this searcher")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0],
+                        help="searcher seeds; the table shows each seed's row")
+    parser.add_argument("--chains", type=int, default=1,
+                        help="hypergradient chains, run at once (2 = the black-box concurrency)")
     args = parser.parse_args()
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     ray.init(num_cpus=2, include_dashboard=False,
@@ -84,35 +91,40 @@ def main() -> None:
     print(f"# {platform.node()}, 2 CPUs, Ray {ray.__version__}, {time.strftime('%Y-%m-%d')}")
     curves, walls = {}, {}
     with tempfile.TemporaryDirectory() as storage:
-        for searcher, n in (("hypergradient", args.hypergradient_trials), ("random", args.trials),
-                            ("tpe", args.trials), ("bohb", args.trials)):
-            if args.only and searcher != args.only:
-                continue
-            rows, walls[searcher] = run(searcher, n, storage, args.holdout)
-            curves[searcher] = progress(rows)
-            print(f"{searcher}: {len(rows)} trainings in {walls[searcher]:.0f} s", flush=True)
+        for seed in args.seeds:
+            for searcher, n in (("hypergradient", args.hypergradient_trials),
+                                ("random", args.trials), ("tpe", args.trials),
+                                ("bohb", args.trials)):
+                if args.only and searcher != args.only:
+                    continue
+                label = f"{searcher} (seed {seed})"
+                rows, walls[label] = run(searcher, n, storage, args.holdout, seed, args.chains)
+                curves[label] = progress(rows)
+                print(f"{label}: {len(rows)} trainings in {walls[label]:.0f} s", flush=True)
     ranked = "holdout CE" if args.holdout else "val CE"
-    print("\n| searcher | trainings | wall (s) | " +
-          " | ".join(f"best {ranked} after {c} (test CE)" for c in CHECKPOINTS) + " |")
+    print(f"\n(cells: best {ranked} after N trainings (test CE of that trial))")
+    print("| searcher | trainings | wall (s) | " +
+          " | ".join(f"after {c}" for c in CHECKPOINTS) + " |")
     print("|---" * (3 + len(CHECKPOINTS)) + "|")
-    for searcher, curve in curves.items():
+    for label, curve in curves.items():
         cells = [f"{curve[c - 1][0]:.4f} ({curve[c - 1][1]:.4f})" if c <= len(curve) else "-"
                  for c in CHECKPOINTS]
-        print(f"| {searcher} | {len(curve)} | {walls[searcher]:.0f} | " + " | ".join(cells) + " |")
+        print(f"| {label} | {len(curve)} | {walls[label]:.0f} | " + " | ".join(cells) + " |")
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for searcher, curve in curves.items():
-        ax.plot(range(1, len(curve) + 1), [v for v, _ in curve], label=searcher)
+    for label, curve in curves.items():
+        ax.plot(range(1, len(curve) + 1), [v for v, _ in curve], label=label)
     ax.set_xscale("log")
     ax.set_xlabel("trainings")
     ax.set_ylabel("best validation cross-entropy")
     ax.legend()
     fig.tight_layout()
-    suffix = f"_holdout{args.holdout}" if args.holdout else ""
+    suffix = (f"_holdout{args.holdout}" if args.holdout else "") + \
+        (f"_seeds{'-'.join(map(str, args.seeds))}" if args.seeds != [0] else "")
     out = os.path.join(ROOT, "benchmarks", f"gradient_search_digits{suffix}.png")
     fig.savefig(out, dpi=100)
     print(f"\nplot: {out}")

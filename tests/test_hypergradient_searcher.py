@@ -202,3 +202,20 @@ def test_inactive_differentiable_parameter_gives_a_plain_trial_not_a_chain():
             result["hypergrad/x"] = 2 * (x - 0.3)
         searcher.on_trial_complete(f"t{i}", result)
     assert all(set(c.context) == {"use"} and c.context["use"] is True for c in searcher._chains)
+
+
+def test_rejected_steps_do_not_use_up_patience():
+    """Backtracking after a worse step is not overfitting: only accepted steps count."""
+    from autometa.searchers._chain import Chain, ChainSettings
+
+    chain = Chain({}, np.zeros(1), ChainSettings(patience=2))
+    chain.observe(chain.next_point(), 1.0, np.ones(1))
+    chain.watch(1.0, accepted=True)
+    for _ in range(3):  # worse on the metric itself: rejected, and the holdout is no better
+        assert not chain.observe(chain.next_point(), 2.0, np.ones(1))
+        chain.watch(1.5, accepted=False)
+    assert chain.stale == 0 and not chain.done
+    for i in range(2):  # accepted steps that do not improve the holdout
+        assert chain.observe(chain.next_point(), 0.5 - 0.1 * i, np.ones(1))
+        chain.watch(1.2, accepted=True)
+    assert chain.stale == 2 and chain.done

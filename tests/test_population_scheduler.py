@@ -13,7 +13,7 @@ from ray import tune
 from autometa.convert.tune import to_tune
 from autometa.schedulers import make_scheduler
 from autometa.schedulers.persist import state_callbacks
-from autometa.schedulers.population import explore_differentiable
+from autometa.schedulers.population import clip_to_space, explore_differentiable, space_mutations
 from autometa.space import space_from_dict
 from autometa.trainables.synthetic import quadratic
 
@@ -134,3 +134,19 @@ def _read_state(path):
     with open(files[-1], "rb") as f:
         states = pickle.load(f)
     return next(s["state"] for s in states.values() if s)
+
+
+def test_space_mutations_and_clipping():
+    space = space_from_dict({"parameters": {
+        "decay": {"fc": {"type": "loguniform", "low": 1e-6, "high": 1.0, "differentiable": True}},
+        "opt": {"type": "choice", "values": ["sgd", "adam"]},
+        "lr": {"type": "loguniform", "low": 1e-3, "high": 0.3},
+        "width": {"type": "randint", "low": 4, "high": 8},
+        "epochs": 5}})
+    mutations = space_mutations(space)
+    assert set(mutations) == {"opt", "lr", "width"} and mutations["opt"] == ["sgd", "adam"]
+    clipped = clip_to_space(space, {"decay": {"fc": 3.0}, "lr": 0.36, "width": 9.6,
+                                    "opt": "sgd", "epochs": 5})
+    assert clipped == {"decay": {"fc": 1.0}, "lr": 0.3, "width": 8, "opt": "sgd", "epochs": 5}
+    scheduler = make_scheduler("hypergradient_pbt", space=space)
+    assert set(scheduler._hyperparam_mutations) == {"opt", "lr", "width"}

@@ -21,7 +21,7 @@ def factory(name: str):
     options = {"max_t": 3} if "max_t" in scheduler_options(name) else {}
     if name == "median":
         options = {"grace_period": 1, "min_samples_required": 2}
-    if name == "hypergradient_pbt":
+    if name in POPULATION_SCHEDULERS:
         options = {"space": nan_space(), "perturbation_interval": 1}
     return functools.partial(make_scheduler, name, **options)
 

@@ -11,7 +11,9 @@ from autometa.searchers import SEARCHERS, make_searcher
 from autometa.testing import searchers as suite
 
 OPTIONS = {"grid": {"repeats": 50}, "tpe": {"n_initial_points": 3},
-           "bohb": {"bohb_config": {"min_points_in_model": 4}}}
+           "bohb": {"bohb_config": {"min_points_in_model": 4}},
+           "race": {"candidates": 4, "min_instances": 2, "max_instances": 3},
+           "irace": {"candidates": 4, "min_instances": 2, "max_instances": 3, "budget": 40}}
 
 
 def factory(name: str):

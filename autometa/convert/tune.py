@@ -84,14 +84,15 @@ def to_tune(space: Space) -> dict[str, Any]:
                 options.append(option)
             _put(node, rel[:-1], tune.choice(options))
             continue
-        domain = _domain(space, p)
+        domain = tune_domain(space, p)
         if p.differentiable:
             domain._autometa_differentiable = True  # survives Tune's deepcopy and pickling
         _put(node, rel, domain)
     return out
 
 
-def _domain(space: Space, p: Parameter) -> Any:
+def tune_domain(space: Space, p: Parameter) -> Any:
+    """The Tune form of one parameter (a ``sample_from`` when it has conditions)."""
     user_conditions = [c for c in p.conditions if not c.structural]
     if user_conditions or (p.dist == "normal" and (p.low is not None or p.high is not None)):
         parents = {c.parent: space[c.parent].path for c in user_conditions}

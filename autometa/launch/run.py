@@ -56,6 +56,9 @@ def build_tuner(space: Space, exp: Experiment, *, experiment_dir: str | None = N
                                  seed=exp.seed, **options)
         search_alg = ConcurrencyLimiter(searcher, max_concurrent=_max_concurrent(exp))
     storage, name = _location(exp, experiment_dir)
+    # A population scheduler may copy a checkpoint some time after it was chosen, while its
+    # trial keeps saving: deleting old checkpoints would break the copy, so keep them all.
+    keep = None if exp.scheduler.name in POPULATION_SCHEDULERS else 2
     return tune.Tuner(
         trainable,
         param_space=param_space,
@@ -67,7 +70,7 @@ def build_tuner(space: Space, exp: Experiment, *, experiment_dir: str | None = N
             name=name, storage_path=storage, stop=ExperimentStopper(exp.stop, exp.metric),
             callbacks=state_callbacks(scheduler),  # Tune pickles schedulers only at the start
             failure_config=tune.FailureConfig(max_failures=exp.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2), verbose=verbose),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=keep), verbose=verbose),
     )
 
 

@@ -12,8 +12,10 @@ asha       ``ASHAScheduler``               any searcher
 hyperband  ``HyperBandScheduler``          any searcher
 bohb       ``HyperBandForBOHB``            the ``bohb`` searcher (required)
 median     ``MedianStoppingRule``          any searcher
-hypergradient_pbt ``HypergradientPBT``     any searcher; trials that report
-                                           ``hypergrad/<key>`` and checkpoint
+pbt        ``SpacePBT`` (Ray's PBT,       ``random`` (Tune draws the population);
+           mutations from the space)       trials that checkpoint
+hypergradient_pbt ``HypergradientPBT``     as ``pbt``; trials that report
+                                           ``hypergrad/<key>``
 ========== =============================== ==============================
 """
 
@@ -30,6 +32,7 @@ SCHEDULERS: dict[str, str] = {
     "hyperband": "ray.tune.schedulers:HyperBandScheduler",
     "bohb": "ray.tune.schedulers:HyperBandForBOHB",
     "median": "ray.tune.schedulers:MedianStoppingRule",
+    "pbt": "autometa.schedulers.population:SpacePBT",
     "hypergradient_pbt": "autometa.schedulers.population:HypergradientPBT",
 }
 """Registered scheduler names and the classes behind them."""
@@ -37,7 +40,7 @@ SCHEDULERS: dict[str, str] = {
 REQUIRED_SEARCHER = {"bohb": "bohb"}
 """Schedulers that only work with one searcher (HyperBandForBOHB calls BOHB's pause hooks)."""
 
-POPULATION_SCHEDULERS = {"hypergradient_pbt"}
+POPULATION_SCHEDULERS = {"pbt", "hypergradient_pbt"}
 """Schedulers that change trial configs themselves: Ray allows no ``Searcher`` with them, so the
 initial population is drawn by Tune's own variant generator from the Tune form of the space."""
 
@@ -46,6 +49,7 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
     "hyperband": {"time_attr": "training_iteration"},
     "bohb": {"time_attr": "training_iteration"},
     "median": {"time_attr": "training_iteration"},
+    "pbt": {"perturbation_interval": 2},
     "hypergradient_pbt": {"perturbation_interval": 2},
 }
 _FROM_EXPERIMENT = ("space", "seed")  # given by the experiment, not options in the file

@@ -1,4 +1,4 @@
-"""Hypergradient-guided population based training (a Ray ``PopulationBasedTraining``).
+"""Population based training on a search space: Ray's PBT, and the hypergradient-guided one.
 
 At every perturbation interval the bottom trials copy the checkpoint of top trials
 (exploit, Ray's own code: a trial that never saved is never copied), then *explore*: the
@@ -6,7 +6,10 @@ space's ``differentiable`` parameters move against the hypergradient the cloned 
 reported (``hypergrad/<key>`` at ``hparams/<key>``), a signed step of ``step_size`` in the
 parameter's unconstrained coordinate (log for log-scale, logit to the bounds), so they
 stay inside their bounds; without a reported hypergradient they are perturbed by PBT's
-factors. The other parameters are resampled or perturbed as PBT does.
+factors. The other parameters are resampled or perturbed as PBT does: by default every
+unconditional, non-differentiable parameter of the space is mutated (a ``choice`` shifts to a
+neighbouring value or is resampled, a number is multiplied by a perturbation factor or
+resampled), and numbers are then clipped back to their bounds.
 
 Its state (per trial: last perturbation time, score, result and checkpoint to copy; the
 perturbation counts and its random generator) survives ``Tuner.restore`` through
@@ -26,6 +29,47 @@ from ray.tune.schedulers import PopulationBasedTraining
 
 from autometa.space import Space
 from autometa.space import unconstrained as coords
+
+
+def space_mutations(space: Space, differentiable: bool = False) -> dict[str, Any]:
+    """PBT's ``hyperparam_mutations`` for the unconditional parameters of ``space``.
+
+    The ``differentiable`` ones are included only when ``differentiable`` is true.
+
+    ``choice`` parameters become lists (PBT moves to a neighbouring value or resamples), the
+    other distributions Tune domains; constants, grids and conditional parameters are left out.
+    """
+    from autometa.convert.tune import tune_domain
+
+    selectors = {c.parent for p in space.parameters for c in p.conditions}
+    out: dict[str, Any] = {}
+    for p in space.parameters:
+        if ((p.differentiable and not differentiable) or p.conditions or p.key in selectors
+                or p.dist in ("constant", "grid")):
+            continue
+        node = out
+        for part in p.path[:-1]:
+            node = node.setdefault(part, {})
+        node[p.path[-1]] = list(p.values) if p.dist == "choice" else tune_domain(space, p)
+    return out
+
+
+def clip_to_space(space: Space, config: dict) -> dict:
+    """Numbers of ``config`` put back inside their parameters' bounds (integers stay integers)."""
+    for p in space.parameters:
+        if p.dist not in ("uniform", "randint", "normal"):
+            continue
+        node = config
+        for part in p.path[:-1]:
+            node = node.get(part) if isinstance(node, dict) else None
+        value = node.get(p.path[-1]) if isinstance(node, dict) else None
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            continue
+        low = p.low if p.low is not None else -math.inf
+        high = p.high if p.high is not None else math.inf
+        value = min(max(value, low), high)
+        node[p.path[-1]] = int(round(value)) if p.dist == "randint" else value
+    return config
 
 
 def explore_differentiable(space: Space, config: dict, result: dict, mode: str,
@@ -63,35 +107,41 @@ def explore_differentiable(space: Space, config: dict, result: dict, mode: str,
     return config, operations
 
 
-class HypergradientPBT(PopulationBasedTraining):
-    """PBT whose explore step follows reported hypergradients (see the module docstring).
+def _unchanged(config: dict) -> dict:
+    return config
+
+
+class SpacePBT(PopulationBasedTraining):
+    """Ray's ``PopulationBasedTraining`` on a search space, with its state kept across restores.
+
+    Explore is Ray's own: every unconditional parameter of the space is resampled or perturbed
+    (``hyperparam_mutations`` from :func:`space_mutations`), then clipped to its bounds.
 
     Args:
-        space: The search space (its ``differentiable`` parameters are moved by hypergradient).
-        step_size: Signed step in unconstrained units per explore.
-        hyperparam_mutations: PBT mutations of the other parameters (default: none).
+        space: The search space.
+        hyperparam_mutations: PBT mutations (default: from the space; ``{}`` for none).
+        seed: Seed of autometa's own random choices (Ray's explore uses Python's ``random``).
         **kwargs: Options of ``PopulationBasedTraining`` (``perturbation_interval``,
             ``quantile_fraction``, ``resample_probability``, ``perturbation_factors``, ...).
     """
 
-    def __init__(self, space: Space, step_size: float = 0.5,
-                 hyperparam_mutations: dict | None = None, seed: int | None = None,
-                 time_attr: str = "training_iteration", **kwargs: Any) -> None:
+    _mutate_differentiable = True
+
+    def __init__(self, space: Space, hyperparam_mutations: dict | None = None,
+                 seed: int | None = None, time_attr: str = "training_iteration",
+                 **kwargs: Any) -> None:
         self.space = space
-        self.step_size = step_size
         self._rng = random.Random(seed)
         self._restored: dict[str, dict[str, Any]] = {}
-        super().__init__(time_attr=time_attr, hyperparam_mutations=hyperparam_mutations or {},
-                         custom_explore_fn=None if hyperparam_mutations else (lambda c: c),
+        if hyperparam_mutations is None:
+            hyperparam_mutations = space_mutations(space, self._mutate_differentiable)
+        super().__init__(time_attr=time_attr, hyperparam_mutations=hyperparam_mutations,
+                         custom_explore_fn=None if hyperparam_mutations else _unchanged,
                          **kwargs)
 
     def _get_new_config(self, trial: Any, trial_to_clone: Any) -> tuple[dict, dict]:
         config, operations = super()._get_new_config(trial, trial_to_clone)
-        result = self._trial_state[trial_to_clone].last_result or trial_to_clone.last_result or {}
-        config, moved = explore_differentiable(self.space, config, result, self._mode or "min",
-                                               self.step_size, self._perturbation_factors,
-                                               self._rng)
-        return config, {**operations, **moved}
+        return clip_to_space(self.space, config), operations
 
     # ------------------------------------------------------------ persistence
     def get_state(self) -> dict[str, Any]:
@@ -124,3 +174,29 @@ class HypergradientPBT(PopulationBasedTraining):
         if saved is not None:
             for name, value in saved.items():
                 setattr(self._trial_state[trial], name, value)
+
+
+class HypergradientPBT(SpacePBT):
+    """PBT whose explore step follows reported hypergradients (see the module docstring).
+
+    Args:
+        space: The search space (its ``differentiable`` parameters are moved by hypergradient).
+        step_size: Signed step in unconstrained units per explore.
+        hyperparam_mutations: PBT mutations of the other parameters (default: every
+            unconditional, non-differentiable parameter of the space; ``{}`` for none).
+        **kwargs: See :class:`SpacePBT`.
+    """
+
+    _mutate_differentiable = False
+
+    def __init__(self, space: Space, step_size: float = 0.5, **kwargs: Any) -> None:
+        self.step_size = step_size
+        super().__init__(space, **kwargs)
+
+    def _get_new_config(self, trial: Any, trial_to_clone: Any) -> tuple[dict, dict]:
+        config, operations = super()._get_new_config(trial, trial_to_clone)
+        result = self._trial_state[trial_to_clone].last_result or trial_to_clone.last_result or {}
+        config, moved = explore_differentiable(self.space, config, result, self._mode or "min",
+                                               self.step_size, self._perturbation_factors,
+                                               self._rng)
+        return clip_to_space(self.space, config), {**operations, **moved}

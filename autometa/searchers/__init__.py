@@ -19,6 +19,8 @@ SEARCHERS: dict[str, str] = {
     "tpe": "autometa.searchers.tpe:TPESearcher",
     "bohb": "autometa.searchers.bohb:BOHBSearcher",
     "hypergradient": "autometa.searchers.hypergradient:HypergradientSearcher",
+    "race": "autometa.searchers.racing:RacingSearcher",
+    "irace": "autometa.searchers.racing:IteratedRacingSearcher",
 }
 """Registered searcher names and the classes behind them."""
 

@@ -20,7 +20,7 @@ trust radius :math:`r` (in the :math:`\infty`-norm).
   with :math:`r \leftarrow \gamma_- \|s\|_\infty` (backtracking along the same direction).
 * The chain ends when :math:`r < r_{min}`, when an accepted step was shorter than
   :math:`r_{min}` (converged), after ``max_length`` observations, or, with a held-out metric
-  to watch, after ``patience`` observations without a new best of it (the descent then only
+  to watch, after ``patience`` accepted steps without a new best of it (the descent then only
   overfits the metric it follows).
 
 It draws on hypergradient descent (Maclaurin et al. 2015; Lorraine et al. 2020), the
@@ -85,11 +85,15 @@ class Chain:
                 or self.length >= self.settings.max_length
                 or (patience > 0 and self.stale >= patience))
 
-    def watch(self, value: float | None) -> None:
-        """Early stopping on a held-out metric (to minimize): count observations without a new best."""
+    def watch(self, value: float | None, accepted: bool = True) -> None:
+        """Early stopping on a held-out metric (to minimize).
+
+        Counts *accepted* steps without a new best of it: a rejected step (the chain backtracks
+        on its own metric) says nothing about overfitting and does not use up patience.
+        """
         if value is not None and np.isfinite(value) and value < self.best_watch:
             self.best_watch, self.stale = float(value), 0
-        else:
+        elif accepted:
             self.stale += 1
 
     def next_point(self) -> np.ndarray:

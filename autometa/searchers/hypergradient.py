@@ -40,7 +40,8 @@ class HypergradientSearcher(SpaceSearcher):
         precondition: Scale each coordinate by the RMS of its past hypergradients.
         holdout_metric: A result key measured on data the descent does not see (e.g.
             ``holdout_loss``, same mode as the metric); a chain stops after ``patience``
-            trials without improving it, so it does not overfit the validation set.
+            accepted steps without improving it, so it does not overfit the validation set
+            (rejected steps, after which the chain backtracks, do not count).
         patience: See ``holdout_metric``.
         **kwargs: See :class:`SpaceSearcher`.
 
@@ -151,11 +152,11 @@ class HypergradientSearcher(SpaceSearcher):
         if grad is not None:
             self._gradients_seen = True
             u = self._reported_point(result, u)
-        chain.observe(u, f, grad)
+        accepted = chain.observe(u, f, grad)
         if self.holdout_metric and result is not None:
             watched = result.get(self.holdout_metric)
             sign = 1.0 if self._mode == "min" else -1.0
-            chain.watch(sign * watched if isinstance(watched, (int, float)) else None)
+            chain.watch(sign * watched if isinstance(watched, (int, float)) else None, accepted)
         if chain.done:
             self.retired.append(chain)
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 TRAINABLES: dict[str, str] = {
     "digits_mlp": "autometa.trainables.digits:train_digits_mlp",
     "digits_cnn": "autometa.trainables.digits:train_digits_cnn",
+    "digits_cnn_decay": "autometa.trainables.digits_cnn_decay:train_digits_cnn_decay",
     "digits_logreg": "autometa.trainables.digits_logreg:train_digits_logreg",
     "quadratic": "autometa.trainables.synthetic:quadratic",
 }

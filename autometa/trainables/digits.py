@@ -114,6 +114,20 @@ def make_optimizer(config: dict[str, Any], params: Any) -> torch.optim.Optimizer
     raise ValueError(f"optimizer must be 'sgd' or 'adam', got {name!r}")
 
 
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """Load the optimizer's moments from ``state`` but keep its current hyperparameters.
+
+    ``Optimizer.load_state_dict`` also restores the learning rate and the other settings of
+    each parameter group; a trial restored under a new config (PBT's exploit) must train
+    with the new ones.
+    """
+    settings = [{k: v for k, v in group.items() if k != "params"}
+                for group in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, kept in zip(optimizer.param_groups, settings, strict=True):
+        group.update(kept)
+
+
 def _train(config: dict[str, Any], build: Any) -> None:
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
     device = trial_device()
@@ -128,7 +142,7 @@ def _train(config: dict[str, Any], build: Any) -> None:
         with checkpoint.as_directory() as path:
             state = torch.load(os.path.join(path, "state.pt"), map_location=device)
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        load_optimizer_state(optimizer, state["optimizer"])
         rng.bit_generator.state = state["rng"]
         start = state["epoch"]
     tensors = {name: torch.as_tensor(getattr(data, name), device=device)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import tempfile
@@ -16,7 +17,11 @@ def quadratic(config: dict[str, Any]) -> None:
 
     Config keys: every numeric value counts; ``target`` (default 0.5), ``iterations``
     (default 5), ``noise`` (default 0) and ``sleep`` (seconds per iteration, default 0)
-    steer it. ``fail_at``: raise at that iteration; ``nan_at``: report NaN from then on.
+    steer it. With an ``instance`` key (racing), the loss gets an offset shared by every
+    configuration on that instance (``instance_effect`` x a standard normal seeded by the
+    instance) plus noise of its own (``noise`` x a standard normal seeded by instance and
+    configuration): the same configuration on the same instance always scores the same.
+    ``fail_at``: raise at that iteration; ``nan_at``: report NaN from then on.
     Iteration ``i`` reports ``loss * (1 + 1/i)``, so later iterations are better.
     With ``report_hypergrad: true`` every report also carries the exact derivative
     ``hypergrad/<key> = 2 (x - target)(1 + 1/i)`` and ``hparams/<key>`` for each numeric key.
@@ -26,9 +31,9 @@ def quadratic(config: dict[str, Any]) -> None:
     target = config.get("target", 0.5)
     iterations = int(config.get("iterations", 5))
     skip = {"target", "iterations", "noise", "sleep", "fail_at", "nan_at", "seed",
-            "report_hypergrad", "checkpoint"}
+            "report_hypergrad", "checkpoint", "instance", "instance_effect"}
     numbers = [(k, v) for k, v in _numbers(config) if k not in skip]
-    loss = sum((v - target) ** 2 for _, v in numbers)
+    loss = sum((v - target) ** 2 for _, v in numbers) + _instance_noise(config, numbers)
     start = 1
     restored = tune.get_checkpoint()
     if restored is not None:
@@ -54,6 +59,18 @@ def quadratic(config: dict[str, Any]) -> None:
             with open(os.path.join(folder, "iteration"), "w") as f:
                 f.write(str(i))
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+
+
+def _instance_noise(config: dict[str, Any], numbers: list[tuple[str, float]]) -> float:
+    if "instance" not in config:
+        return 0.0
+    import numpy as np
+
+    instance = int(config["instance"])
+    shared = np.random.default_rng([instance]).standard_normal()
+    digest = int(hashlib.sha256(repr(numbers).encode()).hexdigest()[:12], 16)
+    own = np.random.default_rng([instance, digest]).standard_normal()
+    return float(config.get("instance_effect", 0.0)) * shared + float(config.get("noise", 0.0)) * own
 
 
 def _numbers(config: dict, prefix: str = "") -> list[tuple[str, float]]:
