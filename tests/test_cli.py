@@ -245,3 +245,56 @@ def test_population_scheduler_from_a_file(tmp_path, storage, ray_session, capsys
     bad.write_text(textwrap.dedent(text).replace("searcher: random", "searcher: tpe"))
     assert main(["validate", str(bad)]) == 2
     assert "takes no searcher" in capsys.readouterr().err
+
+
+RACE = """\
+experiment:
+  name: race
+  trainable: quadratic
+  metric: loss
+  searcher: {{name: race, candidates: 4, min_instances: 2, max_instances: 4}}
+  num_samples: 100
+  max_concurrent_trials: 2
+  storage_path: {storage}
+  seed: 0
+parameters:
+  x: {{type: uniform, low: 0, high: 2}}
+  noise: 0.05
+  instance_effect: 1.0
+  iterations: 1
+  sleep: {sleep}
+"""
+
+
+def test_race_from_a_file_interrupted_and_resumed(tmp_path, storage):
+    file = tmp_path / "race.yaml"
+    file.write_text(RACE.format(storage=storage, sleep=0.7))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "autometa.launch.cli", "run", str(file), "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env, start_new_session=True)
+    path = os.path.join(storage, "race")
+    deadline = time.time() + 180
+    while time.time() < deadline and len(_trial_dirs(path)) < 5:
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=120)
+    started = len(_trial_dirs(path))
+    assert started >= 5
+    resumed = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, env=env,
+                             timeout=300)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "Race winner: mean loss" in resumed.stdout, resumed.stdout
+    pairs = [(r[-1]["config"]["x"], r[-1]["config"]["instance"])
+             for r in (_rows(path, t) for t in _trial_dirs(path)) if r]
+    assert len(pairs) == len(set(pairs)) > started  # went on, and ran no pair twice
+    best = yaml.safe_load(open(os.path.join(path, "best_config.yaml")))
+    assert "instance" not in best and 0 <= best["x"] <= 2
+
+
+def test_race_instance_key_must_not_be_searched(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(RACE.format(storage=tmp_path, sleep=0).replace(
+        "  iterations: 1\n", "  iterations: 1\n  instance: {type: randint, low: 0, high: 3}\n"))
+    assert main(["validate", str(bad)]) == 2
+    assert "the instance key 'instance' is a searchable parameter" in capsys.readouterr().err

@@ -59,3 +59,26 @@ def load_digits_standardized(n_train: int = 300, n_val: int = 500, seed: int = 0
     x = (x - mean) / std
     rest = slice(n_train + n_val, None)
     return DigitsSplits(x[train], y[train], x[val], y[val], x[rest], y[rest])
+
+
+def cross_validation_fold(splits: DigitsSplits, fold: int, folds: int,
+                          seed: int = 0) -> DigitsSplits:
+    """Fold ``fold`` of ``folds``-fold cross-validation over the training and validation data.
+
+    The pooled training + validation samples are permuted (``seed``) and cut into ``folds``
+    near-equal parts; part ``fold`` validates, the others train. The test split is unchanged,
+    so racing over folds (one instance per fold) never sees the test data.
+
+    Raises:
+        ValueError: ``folds`` < 2 or ``fold`` outside ``0 .. folds - 1``.
+    """
+    if folds < 2:
+        raise ValueError(f"folds must be >= 2, got {folds}")
+    if not 0 <= fold < folds:
+        raise ValueError(f"fold must be in 0..{folds - 1}, got {fold}")
+    x = np.concatenate([splits.x_train, splits.x_val])
+    y = np.concatenate([splits.y_train, splits.y_val])
+    parts = np.array_split(np.random.default_rng(seed).permutation(len(y)), folds)
+    val = parts[fold]
+    train = np.concatenate([p for i, p in enumerate(parts) if i != fold])
+    return DigitsSplits(x[train], y[train], x[val], y[val], splits.x_test, splits.y_test)

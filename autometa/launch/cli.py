@@ -158,8 +158,14 @@ def _report(results: object, path: str, metric: str, mode: str) -> int:
     best = summary.table.iloc[0]
     config_file = os.path.join(path, "best_config.yaml")
     write_best_config(summary, config_file)
-    print(f"Best trial {best['trial_id']}: {metric} = {best[metric]:.6g} at its last report "
-          f"({best['iterations']} reports; {len(summary.table)} trials)")
+    if summary.candidates is not None:
+        top = summary.candidates.iloc[0]
+        print(f"Race winner: mean {metric} = {top[f'mean_{metric}']:.6g} over "
+              f"{top['instances']} instances ({len(summary.candidates)} candidates, "
+              f"{len(summary.table)} trials)")
+    else:
+        print(f"Best trial {best['trial_id']}: {metric} = {best[metric]:.6g} at its last "
+              f"report ({best['iterations']} reports; {len(summary.table)} trials)")
     print("Best config:")
     print("  " + yaml.safe_dump(summary.best_config, sort_keys=False).rstrip().replace("\n", "\n  "))
     print(f"Results: {path}")
@@ -176,6 +182,10 @@ def _show(args: argparse.Namespace) -> int:
     columns = ["trial_id", summary.metric, f"best_{summary.metric}", "status", "iterations"] + \
         [c for c in summary.table.columns if c.startswith("config/")]
     with pd.option_context("display.max_columns", 30, "display.width", 200):
+        if summary.candidates is not None:
+            print("Candidates of the race (survivors first):")
+            print(summary.candidates.head(args.top).to_string(index=False))
+            print("\nTrials (one per candidate and instance):")
         print(summary.table[columns].head(args.top).to_string(index=False))
     out = args.output or os.path.join(summary.path, "autometa_report")
     os.makedirs(out, exist_ok=True)

@@ -67,6 +67,12 @@ def plan_experiment(space: Space, overrides: Overrides | None = None,
         if space.forbidden:
             raise space.error(f"the {exp.scheduler.name} scheduler cannot enforce forbidden "
                               "combinations (its population is drawn by Tune)", "forbidden")
+    if exp.searcher.name in ("race", "irace"):
+        key = exp.searcher.options.get("instance_key", "instance")
+        if key in {p.key for p in space.searchable()}:
+            raise space.error(f"the instance key {key!r} is a searchable parameter; the race sets "
+                              "it per trial (make it a constant or leave it out)", "parameters",
+                              key)
     if exp.searcher.name == "bohb" and exp.scheduler.name != "bohb":
         raise space.error("the bohb searcher needs the bohb scheduler (HyperBandForBOHB), which "
                           "gives it the budgets its model is built on", *where, "scheduler")

@@ -44,6 +44,9 @@ def build_tuner(space: Space, exp: Experiment, *, experiment_dir: str | None = N
     if exp.searcher.name == "grid":
         options.setdefault("repeats", num_samples)
         num_samples = -1  # the grid searcher says when it is finished
+    if exp.searcher.name in ("race", "irace"):
+        options.setdefault("budget", num_samples)
+        num_samples = -1  # the race says when it is finished
     scheduler = make_scheduler(exp.scheduler.name, space=space, seed=exp.seed,
                                **scheduler_defaults(exp))
     param_space, search_alg, max_concurrent = {}, None, None

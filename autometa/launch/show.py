@@ -20,7 +20,11 @@ class ExperimentSummary:
         table: One row per trial (pandas DataFrame), best first: ranked by the metric at the
             trial's last report (what training with that config for that long gives, as
             Tune's ``get_best_result``), with the best value it ever reported beside it.
-        best_config: Config of the best trial.
+        best_config: Config of the best trial; after a race, of the winning candidate
+            (without the instance key).
+        candidates: After a race (``race``/``irace``), one row per candidate: the mean of
+            the metric over its instances and how many it ran, the survivors (most
+            instances) first, then by mean; None otherwise.
     """
 
     path: str
@@ -28,6 +32,7 @@ class ExperimentSummary:
     mode: str
     table: Any
     best_config: dict[str, Any]
+    candidates: Any = None
 
 
 def summarize(path: str, metric: str | None = None, mode: str | None = None) -> ExperimentSummary:
@@ -68,7 +73,30 @@ def summarize(path: str, metric: str | None = None, mode: str | None = None) -> 
     table = table.sort_values(metric, ascending=(mode == "min"), na_position="last")
     best_id = table.iloc[0]["trial_id"]
     best_config = next(t.config for t in analysis.trials if t.trial_id == best_id)
-    return ExperimentSummary(path, metric, mode, table.reset_index(drop=True), best_config)
+    candidates = None
+    searcher = saved.get("searcher")
+    name = searcher.get("name") if isinstance(searcher, dict) else searcher
+    if name in ("race", "irace"):
+        key = (searcher.get("instance_key") if isinstance(searcher, dict) else None) or "instance"
+        candidates = race_candidates(table, metric, mode, key)
+        best_id = candidates.iloc[0]["trial_id"]
+        best_config = {k: v for k, v in next(t.config for t in analysis.trials
+                                             if t.trial_id == best_id).items() if k != key}
+    return ExperimentSummary(path, metric, mode, table.reset_index(drop=True), best_config,
+                             candidates)
+
+
+def race_candidates(table: Any, metric: str, mode: str, instance_key: str) -> Any:
+    """One row per raced candidate (trials grouped by config without the instance key)."""
+    columns = [c for c in table.columns
+               if c.startswith("config/") and c != f"config/{instance_key}"]
+    keyed = table.assign(_candidate=table[columns].astype(str).agg("|".join, axis=1))
+    grouped = keyed.groupby("_candidate", sort=False)
+    out = grouped.agg(trial_id=("trial_id", "first"), mean=(metric, "mean"),
+                      instances=(metric, "size"), **{c: (c, "first") for c in columns})
+    out = out.rename(columns={"mean": f"mean_{metric}"})
+    out = out.sort_values(["instances", f"mean_{metric}"], ascending=[False, mode == "min"])
+    return out.reset_index(drop=True)
 
 
 def _saved_experiment(path: str) -> dict[str, Any]:

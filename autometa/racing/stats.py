@@ -68,9 +68,8 @@ def conover_p(x: np.ndarray, best: int) -> np.ndarray:
     sums = r.sum(axis=0)
     a = float((r ** 2).sum())
     scale = 2.0 * (n * a - float((sums ** 2).sum())) / ((n - 1) * (k - 1))
-    p = np.ones(k)
-    if scale <= 0:  # all candidates tie in every block
-        return p
+    if scale <= 0:  # every block ranks alike: no within-block noise, any difference is certain
+        return np.where(sums > sums[best], 0.0, 1.0)
     t = (sums - sums[best]) / math.sqrt(scale)
     p = stats.t.sf(t, (n - 1) * (k - 1))  # one-sided: is j worse than the best?
     p[best] = 1.0

@@ -18,6 +18,10 @@ activation     ``relu``     ``relu``/``tanh``/``gelu``
 epochs         20           epochs (one report each)
 seed           0            seed of weights and minibatch order
 data_seed      0            seed of the train/validation/test split
+folds          (none)       k-fold cross-validation over train + validation: ``fold``
+fold           0            (0..k-1) validates, the rest trains; the test split stays.
+                            For racing: ``instance_key: fold`` (or ``seed``: one
+                            instance per weight seed)
 fail_at_epoch  (none)       fault injection for tests: raise at this epoch unless the
                             trial was restored from a checkpoint
 ============== ============ ==================================================
@@ -38,7 +42,7 @@ import torch
 from ray import tune
 from torch import nn
 
-from autometa.data.digits import load_digits_splits
+from autometa.data.digits import cross_validation_fold, load_digits_splits
 
 _ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
 
@@ -132,6 +136,9 @@ def _train(config: dict[str, Any], build: Any) -> None:
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
     device = trial_device()
     data = load_digits_splits(seed=int(_get(config, "data_seed", 0)))
+    if config.get("folds") is not None:  # cross-validation: one instance per fold (racing)
+        data = cross_validation_fold(data, int(_get(config, "fold", 0)), int(config["folds"]),
+                                     seed=int(_get(config, "data_seed", 0)))
     torch.manual_seed(int(_get(config, "seed", 0)))
     model = build(config).to(device)
     optimizer = make_optimizer(config, model.parameters())

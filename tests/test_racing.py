@@ -1,0 +1,170 @@
+"""Racing: the statistics, one race on synthetic instances, and the racing searchers in Tune."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from ray import tune
+from ray.tune.search import ConcurrencyLimiter, Searcher
+from scipy import stats
+
+from autometa.racing import Race, RaceSettings, worse_than_best
+from autometa.racing.sampling import sample_around, spread
+from autometa.racing.stats import block_ranks, conover_p, friedman_p, holm
+from autometa.searchers import make_searcher
+from autometa.space import space_from_dict
+from autometa.trainables.synthetic import quadratic
+
+
+def test_holm_matches_its_definition():
+    p = np.array([0.01, 0.04, 0.03, 0.5])
+    # sorted: 0.01*4=0.04, 0.03*3=0.09, 0.04*2=0.08 -> 0.09 (monotone), 0.5*1 -> 0.5
+    assert holm(p) == pytest.approx([0.04, 0.09, 0.09, 0.5])
+
+
+def test_conover_against_its_formula():
+    x = np.array([[1.0, 2.0, 3.0], [1.0, 3.0, 2.0], [2.0, 1.0, 3.0], [1.0, 2.0, 3.0]])
+    r = block_ranks(x)
+    n, k = r.shape
+    sums, a = r.sum(0), (r ** 2).sum()
+    scale = math.sqrt(2 * (n * a - (sums ** 2).sum()) / ((n - 1) * (k - 1)))
+    expected = stats.t.sf((sums[2] - sums[0]) / scale, (n - 1) * (k - 1))
+    assert conover_p(x, 0)[2] == pytest.approx(expected)
+    assert conover_p(x, 0)[0] == 1.0
+    assert friedman_p(x) == pytest.approx(stats.friedmanchisquare(*x.T).pvalue)
+
+
+def test_ties_single_candidate_and_failures():
+    assert worse_than_best(np.ones((8, 4))) == []          # complete ties: nobody goes
+    assert worse_than_best(np.ones((8, 1))) == []          # a single candidate
+    x = np.tile([0.0, 1.0, 2.0, 3.0], (8, 1))
+    x[:, 3] = np.nan                                        # always failing: ranks last
+    assert 3 in worse_than_best(x)
+    with pytest.raises(ValueError, match="test must be one of"):
+        worse_than_best(x, test="anova")
+
+
+def _race(seed: int, means: np.ndarray, test: str = "friedman", noise: float = 0.5,
+          fail: tuple[int, int] | None = None) -> tuple[Race, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    instances = rng.normal(size=20) * 2.0           # instance effects shared by candidates
+    own = rng.normal(size=(20, len(means))) * noise
+    race = Race(len(means), RaceSettings(min_instances=5, max_instances=20, test=test))
+    while (pair := race.next_pair()) is not None:
+        c, k = pair
+        value = math.nan if fail == (c, k) else means[c] + instances[k] + own[k, c]
+        race.record(c, k, value)
+    assert race.finished
+    full = (means + instances[:, None] + own).mean(axis=0)
+    return race, full
+
+
+@pytest.mark.parametrize("test", ["friedman", "wilcoxon", "t"])
+def test_best_survives_worse_ones_go_early_and_evaluations_are_saved(test):
+    means = np.linspace(0.0, 1.5, 16)   # candidate 0 is best, 15 clearly worst
+    runs = [_race(seed, means, test) for seed in range(100)]
+    lost = sum(0 in race.eliminated for race, _ in runs) / len(runs)
+    assert lost <= 0.05, f"the best candidate was eliminated in {lost:.0%} of races"
+    for race, _ in runs:
+        assert 15 in race.eliminated and race.eliminated[15] <= 10  # by half of max_instances
+    evaluations = np.mean([race.evaluations() for race, _ in runs])
+    assert evaluations < 0.7 * 16 * 20, evaluations
+    agree = np.mean([race.best() == int(np.argmin(full)) for race, full in runs])
+    assert agree >= 0.7, agree
+
+
+def test_a_failed_evaluation_counts_as_worst_and_the_race_goes_on():
+    race, _ = _race(0, np.linspace(0.0, 1.5, 8), fail=(0, 2))
+    assert race.results[0][2] == math.inf
+    assert race.finished and race.best() in race.alive
+
+
+def test_one_candidate_is_already_decided():
+    race = Race(1)
+    assert race.finished and race.next_pair() is None and race.best() == 0
+
+
+def test_blocks_stay_aligned():
+    race = Race(3, RaceSettings(min_instances=2, max_instances=4))
+    first = [race.next_pair() for _ in range(3)]
+    assert sorted(first) == [(0, 0), (1, 0), (2, 0)]
+    assert race.next_pair() is None        # instance 1 waits until instance 0 is complete
+    race.record(0, 0, 1.0)
+    race.record(1, 0, 2.0)
+    assert race.next_pair() is None
+    race.record(2, 0, 3.0)
+    assert race.next_pair()[1] == 1
+
+
+def test_sampling_narrows_around_the_parent_and_stays_in_bounds():
+    space = space_from_dict({"parameters": {
+        "lr": {"type": "loguniform", "low": 1e-4, "high": 1.0},
+        "width": {"type": "randint", "low": 1, "high": 64},
+        "act": {"type": "choice", "values": ["relu", "tanh", "gelu"]}}})
+    parent = {"lr": 1e-2, "width": 32, "act": "tanh"}
+    rng = np.random.default_rng(0)
+    late = [sample_around(space, parent, rng, 4, 4, 8) for _ in range(300)]
+    early = [sample_around(space, parent, rng, 1, 4, 8) for _ in range(300)]
+    for flat in early + late:
+        assert not space.problems(space.assemble(flat))
+    assert np.std([math.log(f["lr"]) for f in late]) < np.std([math.log(f["lr"]) for f in early])
+    assert np.mean([f["act"] == "tanh" for f in late]) > np.mean([f["act"] == "tanh" for f in early])
+    assert spread(0.0, 1.0, 2, 8, 3) < spread(0.0, 1.0, 1, 8, 3)
+
+
+SPACE = {"parameters": {"x": {"type": "uniform", "low": 0.0, "high": 2.0},
+                        "noise": 0.05, "instance_effect": 1.0, "iterations": 1}}
+
+
+def _tune(searcher, storage, num_samples=-1):
+    return tune.Tuner(
+        quadratic,
+        tune_config=tune.TuneConfig(metric="loss", mode="min", num_samples=num_samples,
+                                    search_alg=ConcurrencyLimiter(searcher, 2)),
+        run_config=tune.RunConfig(storage_path=storage, verbose=0)).fit()
+
+
+def test_race_in_tune_finds_the_best_candidate_with_fewer_evaluations(ray_session, storage):
+    space = space_from_dict(SPACE)
+    searcher = make_searcher("race", space, metric="loss", mode="min", seed=0, candidates=5,
+                             min_instances=3, max_instances=6)
+    results = _tune(searcher, storage)
+    assert not results.errors
+    assert len(results) < 5 * 6                      # stopped before evaluating everything
+    assert searcher.race.finished
+    xs = [c["x"] for c in (searcher.space.assemble(f) for f in searcher.configs)]
+    assert searcher.best_config()["x"] == min(xs, key=lambda x: abs(x - 0.5))
+    by_pair = {(r.config["x"], r.config["instance"]) for r in results}
+    assert len(by_pair) == len(results)              # no pair evaluated twice
+
+
+def test_irace_improves_on_its_first_race(ray_session, storage):
+    space = space_from_dict(SPACE)
+    searcher = make_searcher("irace", space, metric="loss", mode="min", seed=1, candidates=4,
+                             min_instances=2, max_instances=4, budget=30, elites=2)
+    results = _tune(searcher, storage)
+    assert not results.errors and len(results) == 30
+    assert len(searcher.races) >= 2
+    first_race_best = min(abs(f["x"] - 0.5) for f in searcher.configs[:4])
+    assert abs(searcher.best_config()["x"] - 0.5) <= first_race_best
+
+
+def test_instance_key_cannot_be_a_searchable_parameter():
+    space = space_from_dict({"parameters": {"seed": {"type": "randint", "low": 0, "high": 9}}})
+    searcher = make_searcher("race", space, metric="loss", mode="min", instance_key="seed")
+    with pytest.raises(ValueError, match="instance_key 'seed'"):
+        searcher.suggest("t")
+
+
+def test_race_finishes_and_says_so():
+    space = space_from_dict(SPACE)
+    searcher = make_searcher("race", space, metric="loss", mode="min", seed=0, candidates=2,
+                             min_instances=2, max_instances=2)
+    seen = 0
+    while (config := searcher.suggest(f"t{seen}")) not in (None, Searcher.FINISHED):
+        searcher.on_trial_complete(f"t{seen}", {"loss": (config["x"] - 0.5) ** 2,
+                                                 "config": config})
+        seen += 1
+    assert config == Searcher.FINISHED and seen == 4
