@@ -127,14 +127,15 @@ class Race:
 
     # ---------------------------------------------------------------- outcome
     def ranking(self) -> list[int]:
-        """Alive candidates, best first (mean rank on their shared instances, then mean)."""
+        """Alive candidates, best first: mean result on their shared instances (what
+        evaluating everything would compare), then mean rank (a failure makes the mean inf)."""
         n = self.complete_blocks()
         if n == 0 or len(self.alive) == 1:
             return list(self.alive)
         x = self.matrix(self.alive, n)
         ranks = block_ranks(x).mean(axis=0)
         means = np.where(np.isfinite(x), x, np.inf).mean(axis=0)
-        order = sorted(range(len(self.alive)), key=lambda j: (ranks[j], means[j]))
+        order = sorted(range(len(self.alive)), key=lambda j: (means[j], ranks[j]))
         return [self.alive[j] for j in order]
 
     def best(self) -> int:

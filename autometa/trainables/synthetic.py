@@ -30,9 +30,7 @@ def quadratic(config: dict[str, Any]) -> None:
     """
     target = config.get("target", 0.5)
     iterations = int(config.get("iterations", 5))
-    skip = {"target", "iterations", "noise", "sleep", "fail_at", "nan_at", "seed",
-            "report_hypergrad", "checkpoint", "instance", "instance_effect"}
-    numbers = [(k, v) for k, v in _numbers(config) if k not in skip]
+    numbers = [(k, v) for k, v in _numbers(config) if k not in _CONTROL]
     loss = sum((v - target) ** 2 for _, v in numbers) + _instance_noise(config, numbers)
     start = 1
     restored = tune.get_checkpoint()
@@ -64,13 +62,50 @@ def quadratic(config: dict[str, Any]) -> None:
 def _instance_noise(config: dict[str, Any], numbers: list[tuple[str, float]]) -> float:
     if "instance" not in config:
         return 0.0
+    return instance_offset(numbers, int(config["instance"]), float(config.get("noise", 0.0)),
+                           float(config.get("instance_effect", 0.0)))
+
+
+def instance_offset(numbers: list[tuple[str, float]], instance: int, noise: float,
+                    instance_effect: float) -> float:
+    """``instance_effect * z_k + noise * z_kc``: ``z_k`` seeded by the instance alone (shared
+    by every configuration), ``z_kc`` by the instance and the configuration's numbers."""
     import numpy as np
 
-    instance = int(config["instance"])
     shared = np.random.default_rng([instance]).standard_normal()
     digest = int(hashlib.sha256(repr(numbers).encode()).hexdigest()[:12], 16)
     own = np.random.default_rng([instance, digest]).standard_normal()
-    return float(config.get("instance_effect", 0.0)) * shared + float(config.get("noise", 0.0)) * own
+    return instance_effect * shared + noise * own
+
+
+def instance_score(config: dict[str, Any], instance: int) -> float:
+    """Score of ``config`` on ``instance``: ``(x - target)^2`` plus :func:`instance_offset`."""
+    target = config.get("target", 0.5)
+    numbers = [(k, v) for k, v in _numbers(config) if k not in _CONTROL]
+    return sum((v - target) ** 2 for _, v in numbers) + instance_offset(
+        numbers, instance, float(config.get("noise", 0.0)),
+        float(config.get("instance_effect", 0.0)))
+
+
+_CONTROL = {"target", "iterations", "noise", "sleep", "fail_at", "nan_at", "seed",
+            "report_hypergrad", "checkpoint", "instance", "instance_effect", "instances"}
+
+
+def noisy_instances(config: dict[str, Any]) -> None:
+    """A configuration scored on instances (for racing and its baselines; no torch).
+
+    With ``instance`` in the config: one report, ``loss`` = :func:`instance_score` on it (one
+    trial per configuration and instance, as the racing searchers run). Otherwise iteration i
+    scores instance ``instances[i - 1]`` and reports the running mean as ``loss`` (one trial per
+    configuration, so ASHA and Hyperband can stop it after some instances).
+    """
+    if "instance" in config:
+        tune.report({"loss": instance_score(config, int(config["instance"]))})
+        return
+    scores = []
+    for instance in config["instances"]:
+        scores.append(instance_score(config, int(instance)))
+        tune.report({"loss": sum(scores) / len(scores), "instances_seen": len(scores)})
 
 
 def _numbers(config: dict, prefix: str = "") -> list[tuple[str, float]]:
