@@ -298,3 +298,11 @@ def test_race_instance_key_must_not_be_searched(tmp_path, capsys):
         "  iterations: 1\n", "  iterations: 1\n  instance: {type: randint, low: 0, high: 3}\n"))
     assert main(["validate", str(bad)]) == 2
     assert "the instance key 'instance' is a searchable parameter" in capsys.readouterr().err
+
+
+def test_hypergradient_with_bohb_base_needs_the_bohb_scheduler(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("experiment: {searcher: {name: hypergradient, base: bohb}, scheduler: asha}\n"
+                   "parameters:\n  x: {type: uniform, low: 0, high: 1, differentiable: true}\n")
+    assert main(["validate", str(bad)]) == 2
+    assert "base: bohb needs the bohb scheduler" in capsys.readouterr().err

@@ -80,3 +80,20 @@ def test_standardized_benchmark_split():
     np.testing.assert_allclose(d.x_train.mean(0), 0, atol=1e-12)
     np.testing.assert_allclose(d.x_train.std(0)[varying], 1, rtol=1e-12)
     assert np.array_equal(load_digits_standardized().y_val, d.y_val)
+
+
+def test_cross_validation_folds_partition_train_and_validation():
+    from autometa.data.digits import cross_validation_fold
+
+    splits = load_digits_splits(seed=0)
+    pool = len(splits.y_train) + len(splits.y_val)
+    folds = [cross_validation_fold(splits, k, 5) for k in range(5)]
+    assert sum(len(f.y_val) for f in folds) == pool
+    assert all(len(f.y_train) + len(f.y_val) == pool for f in folds)
+    assert all(np.array_equal(f.x_test, splits.x_test) for f in folds)
+    rows = {tuple(r) for f in folds for r in f.x_val.round(4)}
+    assert len(rows) > 0.9 * pool  # validation parts differ (a few digit images repeat)
+    import pytest
+
+    with pytest.raises(ValueError, match="fold must be in 0..4"):
+        cross_validation_fold(splits, 5, 5)

@@ -168,3 +168,32 @@ def test_race_finishes_and_says_so():
                                                  "config": config})
         seen += 1
     assert config == Searcher.FINISHED and seen == 4
+
+
+def test_a_candidate_whose_trials_fail_is_dropped_and_the_race_ends():
+    space = space_from_dict(SPACE)
+    searcher = make_searcher("race", space, metric="loss", mode="min", seed=0, candidates=4,
+                             min_instances=3, max_instances=6)
+    i, broken = 0, None
+    while (config := searcher.suggest(f"t{i}")) not in (None, Searcher.FINISHED):
+        broken = config["x"] if broken is None else broken   # candidate 0 comes first
+        if config["x"] == broken:   # this candidate's trials raise
+            searcher.on_trial_complete(f"t{i}", None, error=True)
+        else:
+            searcher.on_trial_complete(f"t{i}", {"loss": (config["x"] - 0.5) ** 2 + 0.01 * (
+                config["instance"] % 3), "config": config})
+        i += 1
+    assert config == Searcher.FINISHED
+    assert 0 in searcher.race.eliminated
+    assert searcher.best_config()["x"] != broken
+
+
+def test_identical_rankings_use_the_exact_permutation_p_value():
+    from autometa.racing.stats import rank_difference_p
+
+    # last in all 3 blocks against first in all 3: (1 / (8 * 7))^3 of the random orderings
+    assert rank_difference_p(21, 3, 8) == pytest.approx((1 / 56) ** 3)
+    assert rank_difference_p(-21, 3, 8) == pytest.approx(1.0)
+    x = np.tile(np.arange(8.0), (3, 1))     # the same ranking three times
+    dropped = worse_than_best(x)
+    assert 7 in dropped and 1 not in dropped  # the runner-up is not dropped on 3 blocks

@@ -73,6 +73,11 @@ def plan_experiment(space: Space, overrides: Overrides | None = None,
             raise space.error(f"the instance key {key!r} is a searchable parameter; the race sets "
                               "it per trial (make it a constant or leave it out)", "parameters",
                               key)
+    if (exp.searcher.name == "hypergradient" and exp.searcher.options.get("base") == "bohb"
+            and exp.scheduler.name != "bohb"):
+        raise space.error("the hypergradient searcher with base: bohb needs the bohb scheduler "
+                          "(its base model learns from HyperBandForBOHB's budgets)", *where,
+                          "scheduler")
     if exp.searcher.name == "bohb" and exp.scheduler.name != "bohb":
         raise space.error("the bohb searcher needs the bohb scheduler (HyperBandForBOHB), which "
                           "gives it the budgets its model is built on", *where, "scheduler")

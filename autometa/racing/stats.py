@@ -11,7 +11,10 @@ Non-finite values (a failed or diverged evaluation) rank last within their block
     ranks :math:`R_{ij}`. With :math:`R_j = \sum_i R_{ij}`, :math:`A = \sum_{ij} R_{ij}^2`,
     the statistic for candidates :math:`j, l` is
     :math:`t = |R_j - R_l| \big/ \sqrt{2 (nA - \sum_j R_j^2) / ((n-1)(k-1))}`,
-    Student-t with :math:`(n-1)(k-1)` degrees of freedom (Conover 1999, ch. 5.8).
+    Student-t with :math:`(n-1)(k-1)` degrees of freedom (Conover 1999, ch. 5.8). When every
+    candidate holds the same rank in every block the denominator is zero; the exact permutation
+    p-value of the rank-sum difference is used instead (:func:`rank_difference_p`), so that
+    three identical rankings of eight candidates do not drop the second one.
   - ``"wilcoxon"``: the paired Wilcoxon signed-rank test (``scipy.stats.wilcoxon``), one-sided.
   - ``"t"``: the paired t-test (``scipy.stats.ttest_rel``), one-sided.
 
@@ -61,6 +64,22 @@ def friedman_p(x: np.ndarray) -> float:
     return float(p) if math.isfinite(p) else 1.0
 
 
+def rank_difference_p(observed: float, n: int, k: int) -> float:
+    r"""Exact :math:`P(\sum_i (R_{ij} - R_{il}) \ge observed)` when every block ranks at random.
+
+    Per block the ranks of two candidates are a uniform ordered pair of distinct ranks, so
+    :math:`d = R_j - R_l` has :math:`P(d) = (k - |d|) / (k (k - 1))` for :math:`d \ne 0`;
+    the sum over n blocks is its n-fold convolution.
+    """
+    d = np.arange(-(k - 1), k)
+    pmf = np.where(d == 0, 0.0, (k - np.abs(d)) / (k * (k - 1)))
+    total = np.array([1.0])
+    for _ in range(n):
+        total = np.convolve(total, pmf)
+    values = np.arange(len(total)) - n * (k - 1)
+    return float(min(1.0, total[values >= observed - 1e-9].sum()))
+
+
 def conover_p(x: np.ndarray, best: int) -> np.ndarray:
     """One p-value per candidate: Conover's post-hoc test against candidate ``best``."""
     r = block_ranks(x)
@@ -68,8 +87,9 @@ def conover_p(x: np.ndarray, best: int) -> np.ndarray:
     sums = r.sum(axis=0)
     a = float((r ** 2).sum())
     scale = 2.0 * (n * a - float((sums ** 2).sum())) / ((n - 1) * (k - 1))
-    if scale <= 0:  # every block ranks alike: no within-block noise, any difference is certain
-        return np.where(sums > sums[best], 0.0, 1.0)
+    if scale <= 0:  # every candidate holds the same rank in every block: t is infinite
+        return np.array([1.0 if j == best else rank_difference_p(sums[j] - sums[best], n, k)
+                         for j in range(k)])
     t = (sums - sums[best]) / math.sqrt(scale)
     p = stats.t.sf(t, (n - 1) * (k - 1))  # one-sided: is j worse than the best?
     p[best] = 1.0
