@@ -98,3 +98,83 @@ def test_clear_errors(bad, match):
     x, y, _ = problem(6, 3)
     with pytest.raises(ValueError, match=match):
         loo_error(*bad(x, y))
+
+
+# ---------------------------------------------------------------- curation
+def clusters(n=90, flip=(7, 20, 33), seed=5):
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(3, 5, generator=g, dtype=DT) * 3
+    labels = torch.arange(n) % 3
+    x = torch.cat([centres[labels] + torch.randn(n, 5, generator=g, dtype=DT),
+                   torch.ones(n, 1, dtype=DT)], dim=1)
+    noisy = labels.clone()
+    for i in flip:
+        noisy[i] = (labels[i] + 1) % 3
+    return x, labels, noisy
+
+
+def test_suspects_are_the_flipped_labels():
+    from autometa.data.curation import dataset_derivative, suspects
+
+    x, _, noisy = clusters()
+    _, grad = dataset_derivative(x, noisy, ridge=1.0)
+    flagged = set(torch.nonzero(suspects(grad, share=3 / 90)).flatten().tolist())
+    assert flagged == {7, 20, 33}
+    with pytest.raises(ValueError, match="share"):
+        suspects(grad, share=0)
+
+
+def test_reweighting_lowers_the_loo_error_and_downweights_wrong_labels():
+    from autometa.data.curation import reweight
+
+    x, _, noisy = clusters()
+    weights, history = reweight(x, noisy, steps=15, ridge=1.0)
+    assert min(history) < history[0]
+    assert float(loo_error(x, one_hot(noisy, 3), weights, 1.0)) == pytest.approx(min(history))
+    assert weights[[7, 20, 33]].max() < weights.median()
+    assert ((weights >= 0) & (weights <= 1)).all()
+
+
+def test_extension_scores_prefer_a_helpful_sample_and_agree_with_adding_it():
+    from autometa.data.curation import extension_scores
+
+    x, labels, _ = clusters(flip=())
+    train, pool = slice(0, 30), slice(30, 40)
+    pool_labels = labels[pool].clone()
+    pool_labels[0] = (pool_labels[0] + 1) % 3                      # a wrongly labelled candidate
+    scores = extension_scores(x[train], labels[train], x[pool], pool_labels, ridge=1.0)
+    assert int(torch.argmax(scores)) == 0 and scores[0] > 0        # the harmful one scores worst
+    # the first-order screen is the derivative of the exact curve at weight 0
+    first_order = extension_scores(x[train], labels[train], x[pool], pool_labels, ridge=1.0,
+                                   method="derivative")
+    alpha = torch.cat([torch.ones(30, dtype=DT), torch.zeros(10, dtype=DT)])
+    alpha[30 + 3] = 1e-7
+    xs, ys = torch.cat([x[train], x[pool]]), one_hot(torch.cat([labels[train], pool_labels]), 3)
+    zero = alpha.clone()
+    zero[33] = 0.0
+    fd = ((loo_residuals(xs, ys, alpha, 1.0)[:30] ** 2).sum(1).mean()
+          - (loo_residuals(xs, ys, zero, 1.0)[:30] ** 2).sum(1).mean()) / 1e-7
+    assert float(first_order[3]) == pytest.approx(float(fd), rel=1e-4)
+
+    def train_loo_with(j):
+        xs, ys = torch.cat([x[train], x[pool][j:j + 1]]), torch.cat([labels[train],
+                                                                      pool_labels[j:j + 1]])
+        return float((loo_residuals(xs, one_hot(ys, 3), None, 1.0)[:30] ** 2).sum(1).mean())
+
+    best = int(torch.argmin(scores))
+    assert train_loo_with(best) < train_loo_with(0)
+
+
+def test_group_hypergradients_follow_the_chain_rule():
+    from autometa.data.curation import dataset_derivative, group_hypergradients
+
+    x, _, noisy = clusters()
+    _, grad = dataset_derivative(x, noisy, ridge=1.0)
+    by_class = group_hypergradients(grad, noisy, names={0: "a", 1: "b", 2: "c"})
+    eps = 1e-6
+    for cls, name in enumerate("abc"):
+        up = torch.ones(len(noisy), dtype=DT) + eps * (noisy == cls)
+        down = torch.ones(len(noisy), dtype=DT) - eps * (noisy == cls)
+        fd = (loo_error(x, one_hot(noisy, 3), up, 1.0) - loo_error(x, one_hot(noisy, 3), down,
+                                                                     1.0)) / (2 * eps)
+        assert by_class[name] == pytest.approx(float(fd), rel=1e-6)
