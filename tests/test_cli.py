@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import glob
 import json
 import os
@@ -11,6 +12,7 @@ import sys
 import textwrap
 import time
 
+import numpy as np
 import pytest
 import yaml
 
@@ -306,3 +308,44 @@ def test_hypergradient_with_bohb_base_needs_the_bohb_scheduler(tmp_path, capsys)
                    "parameters:\n  x: {type: uniform, low: 0, high: 1, differentiable: true}\n")
     assert main(["validate", str(bad)]) == 2
     assert "base: bohb needs the bohb scheduler" in capsys.readouterr().err
+
+
+def test_curate_digits_finds_flipped_labels(tmp_path, capsys):
+    out = tmp_path / "cur"
+    assert main(["curate", "--dataset", "digits", "--flip", "0.2", "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    auroc = float(text.split("AUROC of the derivative for the flipped labels: ")[1].split()[0])
+    assert auroc > 0.9
+    rows = list(csv.DictReader(open(out / "curation.csv")))
+    assert len(rows) == 1797 and (out / "derivative_hist.png").exists()
+    derivatives = [float(r["derivative"]) for r in rows]
+    assert derivatives == sorted(derivatives, reverse=True)        # most suspect first
+    assert sum(int(r["suspect"]) for r in rows) == 180
+
+
+@pytest.mark.parametrize("arrays,match", [
+    ({"features": np.ones((4, 3)), "labels": np.array([0, 1, 0])}, "vector of 4 labels"),
+    ({"features": np.full((4, 3), np.nan), "labels": np.arange(4)}, "NaN"),
+    ({"features": np.ones((0, 3)), "labels": np.arange(0)}, "non-empty"),
+    ({"features": np.ones((4, 3)), "labels": np.array([0.5, 1, 0, 1])}, "integer class labels"),
+    ({"x": np.ones((4, 3)), "labels": np.arange(4)}, "no array 'features'"),
+])
+def test_curate_bad_npz_is_a_clear_error(tmp_path, capsys, arrays, match):
+    file = tmp_path / "data.npz"
+    np.savez(file, **arrays)
+    assert main(["curate", "--npz", str(file), "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert match in err and str(file) in err and "Traceback" not in err
+
+
+def test_curate_npz_round_trip(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    labels = np.arange(60) % 3
+    features = rng.normal(size=(3, 4))[labels] * 3 + rng.normal(size=(60, 4))
+    labels[5] = (labels[5] + 1) % 3
+    np.savez(tmp_path / "d.npz", features=features, labels=labels)
+    assert main(["curate", "--npz", str(tmp_path / "d.npz"), "--share", "0.05",
+                 "-o", str(tmp_path / "o")]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "o" / "curation.csv")))
+    flagged = {r["index"] for r in rows if r["suspect"] == "1"}
+    assert "5" in flagged and len(flagged) == 3

@@ -1,4 +1,4 @@
-"""The ``autometa`` command line: validate, run, show, convert.
+"""The ``autometa`` command line: validate, run, show, convert, curate.
 
 Bad input (a malformed file, an unknown name) prints one line naming the file,
 key path and line, and exits with status 2, never with a traceback.
@@ -77,6 +77,25 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="folder for best_config.yaml and plots "
                                     "(default: RESULTS_DIR/autometa_report)")
     p.set_defaults(handler=_show)
+
+    p = sub.add_parser("curate", help="rank a dataset's samples by their dataset derivative",
+                       description="Compute each sample's leave-one-out dataset derivative "
+                                   "(weighted ridge on the features), flag suspects (likely "
+                                   "wrong labels), write curation.csv and derivative_hist.png.")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--dataset", choices=("digits",), help="a built-in dataset")
+    source.add_argument("--npz", metavar="FILE", help="a .npz file with features and labels")
+    p.add_argument("--features-key", default="features", help="array of features in --npz")
+    p.add_argument("--labels-key", default="labels", help="array of integer labels in --npz")
+    p.add_argument("--ridge", type=float, default=1.0, help="ridge of the model (default 1)")
+    p.add_argument("--share", type=float, default=0.1,
+                   help="share of samples to flag, largest derivative first (default 0.1)")
+    p.add_argument("--flip", type=float, default=0.0,
+                   help="first flip this share of labels at random and report the AUROC of "
+                        "finding them (a check of the method on these features)")
+    p.add_argument("--seed", type=int, default=0, help="seed of --flip")
+    p.add_argument("-o", "--output", default="autometa_curation", help="output folder")
+    p.set_defaults(handler=_curate)
 
     p = sub.add_parser("convert", help="convert a search-space file",
                        description="Convert a search space to another format (printed to stdout "
@@ -194,6 +213,27 @@ def _show(args: argparse.Namespace) -> int:
     plots = write_plots(summary, out)
     print(f"\nBest config: {best_file}")
     print(f"Plots: {', '.join(os.path.basename(p) for p in plots)} in {out}")
+    return 0
+
+
+def _curate(args: argparse.Namespace) -> int:
+    from autometa.launch.curate import curate, flip_labels, load_arrays
+
+    features, labels = load_arrays(args.dataset, args.npz, args.features_key, args.labels_key)
+    flipped = None
+    if args.flip:
+        labels, flipped = flip_labels(labels, args.flip, args.seed)
+    print(f"autometa curate: {len(labels)} samples, {features.shape[1]} features, "
+          f"{int(labels.max()) + 1} classes" +
+          (f", {int(flipped.sum())} labels flipped (seed {args.seed})" if flipped is not None
+           else ""), flush=True)
+    report = curate(features, labels, args.output, ridge=args.ridge, share=args.share,
+                    flipped=flipped)
+    print(f"leave-one-out error {report.error:.4f}; {int(report.suspect.sum())} suspects "
+          f"flagged (largest derivative first)")
+    if report.auroc is not None:
+        print(f"AUROC of the derivative for the flipped labels: {report.auroc:.3f}")
+    print("written: " + ", ".join(report.files))
     return 0
 
 
