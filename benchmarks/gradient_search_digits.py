@@ -124,7 +124,8 @@ def main() -> None:
     ax.legend()
     fig.tight_layout()
     suffix = (f"_holdout{args.holdout}" if args.holdout else "") + \
-        (f"_seeds{'-'.join(map(str, args.seeds))}" if args.seeds != [0] else "")
+        (f"_seeds{'-'.join(map(str, args.seeds))}" if args.seeds != [0] else "") + \
+        (f"_chains{args.chains}" if args.chains != 1 else "") + (f"_{args.only}" if args.only else "")
     out = os.path.join(ROOT, "benchmarks", f"gradient_search_digits{suffix}.png")
     fig.savefig(out, dpi=100)
     print(f"\nplot: {out}")
