@@ -145,14 +145,9 @@ def test_show_on_a_folder_without_results_exits_2(tmp_path, capsys):
 def test_resume_after_interrupt_runs_no_finished_trial_again(tmp_path, storage):
     file = quadratic_file(tmp_path, storage, name="slow", searcher="tpe", num_samples=8,
                           sleep=1.0, iterations=3)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "autometa.launch.cli", "run", file, "--quiet"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=env, start_new_session=True)
+    cmd, env, proc = _start_run(file)
     path = os.path.join(storage, "slow")
-    deadline = time.time() + 180
-    while time.time() < deadline and len(_finished(path)) < 2:
-        time.sleep(0.5)
+    _wait_until(lambda: len(_finished(path)) >= 2)
     finished_before = _finished(path)
     assert len(finished_before) >= 2, "no trial finished before the interrupt"
     proc.send_signal(signal.SIGINT)
@@ -167,6 +162,21 @@ def test_resume_after_interrupt_runs_no_finished_trial_again(tmp_path, storage):
     assert len(after) == 8, f"{len(after)} finished trials after resume"
     for trial, rows in before.items():  # finished trials were not rerun
         assert _rows(path, trial) == rows
+
+
+def _start_run(file):
+    """``autometa run FILE --quiet`` in a subprocess of its own session (to interrupt it)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "autometa.launch.cli", "run", file, "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env, start_new_session=True)
+    return cmd, env, proc
+
+
+def _wait_until(condition, timeout=180):
+    deadline = time.time() + timeout
+    while time.time() < deadline and not condition():
+        time.sleep(0.5)
 
 
 def _trial_dirs(path):
@@ -271,14 +281,9 @@ parameters:
 def test_race_from_a_file_interrupted_and_resumed(tmp_path, storage):
     file = tmp_path / "race.yaml"
     file.write_text(RACE.format(storage=storage, sleep=0.7))
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "autometa.launch.cli", "run", str(file), "--quiet"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=env, start_new_session=True)
+    cmd, env, proc = _start_run(str(file))
     path = os.path.join(storage, "race")
-    deadline = time.time() + 180
-    while time.time() < deadline and len(_trial_dirs(path)) < 5:
-        time.sleep(0.5)
+    _wait_until(lambda: len(_trial_dirs(path)) >= 5)
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=120)
     started = len(_trial_dirs(path))

@@ -199,4 +199,4 @@ class HypergradientPBT(SpacePBT):
         config, moved = explore_differentiable(self.space, config, result, self._mode or "min",
                                                self.step_size, self._perturbation_factors,
                                                self._rng)
-        return clip_to_space(self.space, config), {**operations, **moved}
+        return config, {**operations, **moved}  # (both steps keep values inside the bounds)

@@ -171,8 +171,8 @@ def _train(config: dict[str, Any], build: Any) -> None:
             optimizer.step()
             total += loss.item() * len(idx)
         metrics = {"epoch": epoch, "train_loss": total / len(order)}
-        metrics.update(_evaluate(model, tensors, "val", loss_fn))
-        metrics.update(_evaluate(model, tensors, "test", loss_fn))
+        metrics.update(evaluate(model, tensors, "val", loss_fn))
+        metrics.update(evaluate(model, tensors, "test", loss_fn))
         with tempfile.TemporaryDirectory() as path:
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                         "rng": rng.bit_generator.state, "epoch": epoch},
@@ -181,7 +181,11 @@ def _train(config: dict[str, Any], build: Any) -> None:
 
 
 @torch.no_grad()
-def _evaluate(model: nn.Module, tensors: dict, split: str, loss_fn: nn.Module) -> dict[str, float]:
+def evaluate(model: nn.Module, tensors: dict, split: str,
+             loss_fn: nn.Module | None = None) -> dict[str, float]:
+    """``<split>_loss`` (cross-entropy unless ``loss_fn``) and ``<split>_accuracy`` of ``model``
+    on ``tensors["x_<split>"]``, ``tensors["y_<split>"]``."""
+    loss_fn = loss_fn or nn.CrossEntropyLoss()
     model.eval()
     logits = model(tensors[f"x_{split}"])
     y = tensors[f"y_{split}"]

@@ -47,7 +47,7 @@ from autometa.data.digits import load_digits_splits
 from autometa.hypergrad.families import Hyperparameter, LogTransform
 from autometa.hypergrad.families.weight_decay import l2_penalty
 from autometa.hypergrad.loop import HyperTrainer, ModelView
-from autometa.trainables.digits import build_cnn, load_optimizer_state, trial_device
+from autometa.trainables.digits import build_cnn, evaluate, load_optimizer_state, trial_device
 
 LAYERS = {"conv1": ["1.weight"], "conv2": ["5.weight"], "fc": ["11.weight"]}
 """Decay groups: layer name -> parameter names in :func:`build_cnn`'s ``nn.Sequential``."""
@@ -125,8 +125,8 @@ def train_digits_cnn_decay(config: dict[str, Any]) -> None:
         for h in hparams:
             metrics[f"hparams/{h.name}"] = float(h.value().detach())
             metrics[f"hypergrad/{h.name}"] = float(h.value_grad(grads[h.name]).detach())
-        metrics.update(_evaluate(model, t, "val"))
-        metrics.update(_evaluate(model, t, "test"))
+        metrics.update(evaluate(model, t, "val"))
+        metrics.update(evaluate(model, t, "test"))
         with tempfile.TemporaryDirectory() as folder:
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                         "optimizer_name": name, "rng": rng.bit_generator.state, "epoch": epoch},
@@ -147,12 +147,3 @@ def _restore(model: nn.Module, optimizer: torch.optim.Optimizer, name: str,
         load_optimizer_state(optimizer, state["optimizer"])
     rng.bit_generator.state = state["rng"]
     return int(state["epoch"])
-
-
-@torch.no_grad()
-def _evaluate(model: nn.Module, t: dict, split: str) -> dict[str, float]:
-    model.eval()
-    logits = model(t[f"x_{split}"])
-    y = t[f"y_{split}"]
-    return {f"{split}_loss": float(nn.functional.cross_entropy(logits, y)),
-            f"{split}_accuracy": float((logits.argmax(1) == y).float().mean())}
