@@ -36,6 +36,7 @@ from ray import tune
 from ray.tune.search import ConcurrencyLimiter
 
 from autometa.racing import Race, RaceSettings
+from autometa.schedulers.brackets import hyperband_bracket_sizes
 from autometa.searchers import make_searcher
 from autometa.space import space_from_dict
 from autometa.trainables.synthetic import instance_score, noisy_instances
@@ -44,8 +45,9 @@ N_CONFIGS, N_INSTANCES = 32, 10
 MIN_INSTANCES = 5
 
 
-def configs(noise: float, effect: float) -> list[dict]:
-    return [{"x": float(x), "noise": noise, "instance_effect": effect}
+def configs(noise: float, effect: float, df: float | None = None) -> list[dict]:
+    extra = {"noise_df": df} if df else {}
+    return [{"x": float(x), "noise": noise, "instance_effect": effect, **extra}
             for x in np.linspace(0.0, 1.55, N_CONFIGS)]
 
 
@@ -65,13 +67,13 @@ def true_best(cands: list[dict]) -> int:
 def race_in_tune(cands: list[dict], rep: int, storage: str) -> tuple[int, int]:
     space = space_from_dict({"parameters": {
         "x": {"type": "uniform", "low": 0.0, "high": 1.55},
-        "noise": cands[0]["noise"], "instance_effect": cands[0]["instance_effect"]}})
+        **{k: v for k, v in cands[0].items() if k != "x"}}})
     searcher = make_searcher("race", space, metric="loss", mode="min", seed=rep, candidates=0,
                              configs=cands, min_instances=MIN_INSTANCES,
                              max_instances=N_INSTANCES, instances=instances(rep))
     results = tune.Tuner(
         noisy_instances,
-        tune_config=tune.TuneConfig(metric="loss", mode="min", num_samples=-1,
+        tune_config=tune.TuneConfig(metric="loss", mode="min", num_samples=-1, reuse_actors=True,
                                     search_alg=ConcurrencyLimiter(searcher, 2)),
         run_config=tune.RunConfig(storage_path=storage, name=f"race-{rep}", verbose=0)).fit()
     chosen = searcher.best_config()["x"]
@@ -85,12 +87,14 @@ def scheduler_in_tune(name: str, cands: list[dict], rep: int, storage: str,
                                                   reduction_factor=3)
     else:
         scheduler = tune.schedulers.HyperBandScheduler(max_t=N_INSTANCES, reduction_factor=3)
+    # Tune's synchronous Hyperband stops nothing unless a whole band may be in flight.
+    in_flight = 2 if name == "asha" else sum(hyperband_bracket_sizes(N_INSTANCES, 3))
     results = tune.Tuner(
         noisy_instances,
         param_space={**{k: v for k, v in cands[0].items() if k != "x"},
                      "x": tune.grid_search([c["x"] for c in cands]), "instances": instances(rep)},
         tune_config=tune.TuneConfig(metric="loss", mode="min", scheduler=scheduler,
-                                    max_concurrent_trials=2),
+                                    max_concurrent_trials=in_flight, reuse_actors=True),
         run_config=tune.RunConfig(storage_path=storage, name=f"{name}{grace}-{rep}",
                                   verbose=0)).fit()
     rows = [(r.metrics["instances_seen"], r.metrics["loss"], r.config["x"]) for r in results]
@@ -115,13 +119,16 @@ def main() -> None:
     parser.add_argument("--simulated", type=int, default=500)
     parser.add_argument("--noise", type=float, default=0.1)
     parser.add_argument("--instance-effect", type=float, default=1.0)
+    parser.add_argument("--noise-df", type=float, default=None,
+                        help="Student-t noise with these degrees of freedom (default: normal)")
     parser.add_argument("--min-instances", type=int, default=MIN_INSTANCES)
     args = parser.parse_args()
     globals()["MIN_INSTANCES"] = args.min_instances
-    cands = configs(args.noise, args.instance_effect)
+    cands = configs(args.noise, args.instance_effect, args.noise_df)
     best = true_best(cands)
     print(f"# {platform.node()}, 2 CPUs, Ray {ray.__version__}, {time.strftime('%Y-%m-%d')}; "
-          f"noise {args.noise}, instance effect {args.instance_effect}; truly best x = "
+          f"noise {args.noise} (t df {args.noise_df}), instance effect {args.instance_effect}; "
+          f"min_instances {args.min_instances}; truly best x = "
           f"{cands[best]['x']:.3f} (next {cands[best + 1]['x']:.3f}, {cands[best - 1]['x']:.3f})")
     rows: dict[str, list[tuple[int, int, int]]] = {}  # method -> (choice, evaluations, rep)
     for rep in range(args.simulated):
@@ -138,7 +145,8 @@ def main() -> None:
                     label = f"{name} (grace {grace})" if name == "asha" else name
                     rows.setdefault(label, []).append(
                         (*scheduler_in_tune(name, cands, rep, storage, grace), rep))
-                print(f"rep {rep}: {time.perf_counter() - start:.0f} s", flush=True)
+                if rep % 10 == 0:
+                    print(f"rep {rep}: {time.perf_counter() - start:.0f} s", flush=True)
     full = {rep: full_choice(cands, rep) for rep in range(max(args.simulated, args.reps))}
     full_rate = np.mean([full[r] == best for r in range(max(args.simulated, args.reps))])
     print("\n| method | repetitions | P(truly best) | P(same as full evaluation) | evaluations "

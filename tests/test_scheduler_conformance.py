@@ -43,3 +43,26 @@ def test_unknown_scheduler_and_option_are_clear():
         make_scheduler("nope")
     with pytest.raises(ValueError, match="unknown option 'bogus' for scheduler 'asha'"):
         make_scheduler("asha", bogus=1)
+
+
+@pytest.mark.parametrize("name", ["hyperband", "bohb"])
+@pytest.mark.parametrize(("max_t", "eta"), [(9, 3), (10, 3), (81, 3), (100, 4), (4, 2), (1, 3)])
+def test_bracket_sizes_are_tunes(name, max_t, eta):
+    from autometa.schedulers.brackets import hyperband_bracket_sizes
+
+    tune_hb = make_scheduler(name, max_t=max_t, reduction_factor=eta)
+    expected = [tune_hb._get_n0(s) for s in range(tune_hb._s_max_1) if tune_hb._get_r0(s) > 0]
+    assert hyperband_bracket_sizes(max_t, eta) == expected
+
+
+def test_plan_lets_a_band_in_flight():
+    from autometa.launch.plan import plan_experiment
+    from autometa.space import space_from_dict
+
+    doc = {"experiment": {"metric": "loss", "scheduler": {"name": "hyperband"},
+                          "stop": {"training_iteration": 27}},
+           "parameters": {"x": {"type": "uniform", "low": 0, "high": 1}}}
+    exp = plan_experiment(space_from_dict(doc), need_trainable=False)
+    assert exp.max_concurrent_trials == 4 + 6 + 12 + 27  # max_t 27 from stop, eta 3
+    doc["experiment"]["scheduler"] = "asha"
+    assert plan_experiment(space_from_dict(doc), need_trainable=False).max_concurrent_trials is None

@@ -212,6 +212,15 @@ def test_experiment_section_defaults_and_values():
     exp = space.experiment
     assert exp.name == "exp" and exp.mode == "min" and exp.searcher.options == {"n_initial_points": 4}
     assert exp.resources_per_trial == {"cpu": 1, "gpu": 0.5} and exp.stop == {"training_iteration": 5}
+    assert exp.reuse_actors is True
+
+
+def test_reuse_actors_must_be_a_boolean():
+    with pytest.raises(SpaceError, match=r"experiment\.reuse_actors.*true or false"):
+        space_from_text("experiment: {reuse_actors: 'no'}\nparameters: {x: 1}\n", file="e.yaml")
+    space = space_from_text("experiment: {reuse_actors: false}\nparameters: {x: 1}\n",
+                            file="e.yaml")
+    assert space.experiment.reuse_actors is False
 
 
 def test_full_space_document_is_valid_json():

@@ -59,6 +59,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="override experiment.name (the results folder)")
     p.add_argument("--address", help="Ray cluster to join: auto, HOST:PORT or ray://HOST:PORT "
                                      "(default: start local Ray)")
+    p.add_argument("--resources", type=_resources, metavar="NAME=N,...",
+                   help="override experiment.resources_per_trial, e.g. cpu=2,gpu=0.5 or "
+                        "cpu=1,gpu=1,my_resource=1 (fractional gpu at most 1)")
     p.add_argument("--resume", action="store_true",
                    help="continue the latest interrupted run of this experiment")
     p.add_argument("--verbosity", type=int, choices=(0, 1, 2), default=1,
@@ -117,6 +120,21 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _resources(text: str) -> dict[str, float]:
+    """``cpu=2,gpu=0.5`` -> ``{"cpu": 2.0, "gpu": 0.5}`` (checked again by the planner)."""
+    out = {}
+    for item in text.split(","):
+        name, eq, value = item.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected NAME=NUMBER items such as cpu=2,gpu=0.5, got {item!r}") from None
+        if not eq or not name.strip():
+            raise argparse.ArgumentTypeError(f"expected NAME=NUMBER, got {item!r}")
+    return out
+
+
 def _validate(args: argparse.Namespace) -> int:
     from autometa.launch.plan import plan_experiment
 
@@ -136,7 +154,7 @@ def _run(args: argparse.Namespace) -> int:
     space = load_space(args.file)
     overrides = Overrides(searcher=args.searcher, scheduler=args.scheduler,
                           num_samples=args.num_samples, storage_path=args.storage_path,
-                          name=args.name)
+                          name=args.name, resources=args.resources)
     exp = plan_experiment(space, overrides)  # fail on bad input before Ray starts
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -144,13 +162,45 @@ def _run(args: argparse.Namespace) -> int:
 
     print(f"autometa: {exp.searcher.name} searcher, {exp.scheduler.name} scheduler, "
           f"{exp.trainable} trainable, metric {exp.metric} ({exp.mode})", flush=True)
-    results, path = run_experiment(space, overrides, resume=args.resume, address=args.address,
-                                   verbose=args.verbosity)
+    with _SigintWatch() as sigint:
+        results, path = run_experiment(space, overrides, resume=args.resume,
+                                       address=args.address, verbose=args.verbosity)
     code = _report(results, path, exp.metric, exp.mode)
-    if _unfinished(results):  # Ctrl-C: Tune saved the state
+    if sigint.received or _unfinished(results):  # Ctrl-C: Tune saved the state
         print(f"interrupted: continue with: autometa run {args.file} --resume", file=sys.stderr)
         return 130
     return code
+
+
+class _SigintWatch:
+    """Tells whether Tune got a Ctrl-C (an interrupt between trials leaves none unfinished).
+
+    Tune installs its own SIGINT handler for the run and, on the first signal, puts back the
+    one it found: ours. So ours being in place after the run means the run was interrupted.
+    Ours raises ``KeyboardInterrupt``, as Python's default does, for a second Ctrl-C.
+    """
+
+    received = False
+
+    @staticmethod
+    def _handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    def __enter__(self) -> _SigintWatch:
+        import signal
+        import threading
+
+        self._active = threading.current_thread() is threading.main_thread()
+        if self._active:
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        if self._active:
+            self.received = signal.getsignal(signal.SIGINT) is self._handler
+            signal.signal(signal.SIGINT, self._previous)
 
 
 def _unfinished(results: object) -> int:

@@ -23,6 +23,7 @@ class Overrides:
     num_samples: int | None = None
     storage_path: str | None = None
     name: str | None = None
+    resources: dict[str, float] | None = None
 
 
 def plan_experiment(space: Space, overrides: Overrides | None = None,
@@ -43,6 +44,13 @@ def plan_experiment(space: Space, overrides: Overrides | None = None,
         exp.scheduler = Component(o.scheduler)
     exp = replace(exp, num_samples=o.num_samples or exp.num_samples,
                   storage_path=o.storage_path or exp.storage_path, name=o.name or exp.name)
+    if o.resources is not None:
+        from autometa.space.experiment import check_resources
+
+        try:
+            exp.resources_per_trial = check_resources(o.resources, ("--resources",))
+        except SpaceError as err:
+            raise ValueError(str(err)) from None
     if exp.scheduler is None:
         exp.scheduler = Component("bohb" if exp.searcher.name == "bohb" else "fifo")
 
@@ -100,9 +108,43 @@ def plan_experiment(space: Space, overrides: Overrides | None = None,
             raise space.error(f"unknown trainable {exp.trainable!r}: use a built-in name "
                               f"({', '.join(sorted(TRAINABLES))}) or 'module:function'",
                               *where, "trainable")
+    if exp.scheduler.name in SYNCHRONOUS_HYPERBAND:
+        _fill_brackets(space, exp)
     if not exp.name:
         exp.name = "autometa"
     return exp
+
+
+SYNCHRONOUS_HYPERBAND = ("hyperband", "bohb")
+
+
+def _fill_brackets(space: Space, exp: Experiment) -> None:
+    """Let one Hyperband band's trials be in flight at once (see ``schedulers.brackets``)."""
+    import inspect
+
+    from autometa.schedulers import scheduler_class
+    from autometa.schedulers.brackets import hyperband_bracket_sizes
+
+    defaults = inspect.signature(scheduler_class(exp.scheduler.name).__init__).parameters
+    opts = scheduler_defaults(exp)
+    max_t = opts.get("max_t", defaults["max_t"].default)
+    eta = opts.get("reduction_factor", defaults["reduction_factor"].default)
+    try:
+        sizes = hyperband_bracket_sizes(max_t, eta)
+    except (TypeError, ValueError) as err:
+        raise space.error(f"bad Hyperband settings: {err}", "experiment", "scheduler") from None
+    needed = sum(sizes)
+    if exp.max_concurrent_trials is None:
+        exp.max_concurrent_trials = needed  # trials beyond the free resources wait
+    elif exp.max_concurrent_trials < needed:
+        raise space.error(
+            f"the {exp.scheduler.name} scheduler (Tune's synchronous Hyperband, max_t {max_t}, "
+            f"reduction_factor {eta}) stops trials only once a bracket's trials are all in "
+            f"flight, {needed} for its brackets of {' + '.join(map(str, sizes))} trials; with "
+            f"max_concurrent_trials {exp.max_concurrent_trials} its brackets do not fill and "
+            f"trials are not stopped. Use max_concurrent_trials >= {needed} (trials "
+            "beyond the free CPUs/GPUs wait; paused ones resume from their checkpoints), a "
+            "smaller max_t, or the asha scheduler", "experiment", "max_concurrent_trials")
 
 
 def _check_options(space: Space, comp: Component, allowed: list[str], kind: str) -> None:

@@ -31,8 +31,11 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
 
 
 def build_tuner(space: Space, exp: Experiment, *, experiment_dir: str | None = None,
-                verbose: int = 1) -> tune.Tuner:
-    """A ready ``tune.Tuner`` for ``exp`` (checked with :func:`plan_experiment`)."""
+                verbose: int = 1, callbacks: list | None = None) -> tune.Tuner:
+    """A ready ``tune.Tuner`` for ``exp`` (checked with :func:`plan_experiment`).
+
+    ``callbacks`` (Tune ``Callback`` objects) run besides autometa's own.
+    """
     from autometa.schedulers import POPULATION_SCHEDULERS, make_scheduler
     from autometa.schedulers.persist import state_callbacks
     from autometa.searchers import make_searcher
@@ -68,10 +71,12 @@ def build_tuner(space: Space, exp: Experiment, *, experiment_dir: str | None = N
         tune_config=tune.TuneConfig(metric=exp.metric, mode=exp.mode, search_alg=search_alg,
                                     scheduler=scheduler, num_samples=num_samples,
                                     max_concurrent_trials=max_concurrent,
-                                    time_budget_s=exp.time_budget_s),
+                                    time_budget_s=exp.time_budget_s,
+                                    reuse_actors=exp.reuse_actors),
         run_config=tune.RunConfig(
             name=name, storage_path=storage, stop=ExperimentStopper(exp.stop, exp.metric),
-            callbacks=state_callbacks(scheduler),  # Tune pickles schedulers only at the start
+            # Tune pickles schedulers only at the start: their state travels in a callback
+            callbacks=state_callbacks(scheduler) + list(callbacks or []),
             failure_config=tune.FailureConfig(max_failures=exp.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=keep), verbose=verbose),
     )

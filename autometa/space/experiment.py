@@ -14,7 +14,7 @@ from autometa.space.errors import SpaceError
 
 _KEYS = ("name", "trainable", "metric", "mode", "searcher", "scheduler", "num_samples",
          "max_concurrent_trials", "resources_per_trial", "stop", "storage_path", "seed",
-         "max_failures", "time_budget_s")
+         "max_failures", "time_budget_s", "reuse_actors")
 DEFAULT_STORAGE = "~/autometa_results"
 
 
@@ -45,6 +45,9 @@ class Experiment:
         seed: Seed of the searcher.
         max_failures: Retries of a failed trial.
         time_budget_s: Stop the whole search after this many seconds.
+        reuse_actors: Run a new trial in the worker of a finished one with the same resources
+            (default True: starting a worker costs about a second, which dominates short
+            trials such as one racing instance; False gives every trial a fresh process).
     """
 
     name: str | None = None
@@ -61,6 +64,7 @@ class Experiment:
     seed: int | None = None
     max_failures: int = 0
     time_budget_s: float | None = None
+    reuse_actors: bool = True
 
 
 def parse_experiment(doc: Any, default_name: str | None = None) -> Experiment:
@@ -101,8 +105,14 @@ def parse_experiment(doc: Any, default_name: str | None = None) -> Experiment:
         exp.max_failures = _int(doc, "max_failures", at, minimum=-1)
     if doc.get("time_budget_s") is not None:
         exp.time_budget_s = _positive(doc["time_budget_s"], at + ("time_budget_s",))
+    if "reuse_actors" in doc:
+        if not isinstance(doc["reuse_actors"], bool):
+            raise SpaceError(f"expected true or false, got {doc['reuse_actors']!r}",
+                             key_path=at + ("reuse_actors",))
+        exp.reuse_actors = doc["reuse_actors"]
     if "resources_per_trial" in doc:
-        exp.resources_per_trial = _resources(doc["resources_per_trial"], at + ("resources_per_trial",))
+        exp.resources_per_trial = check_resources(doc["resources_per_trial"],
+                                                  at + ("resources_per_trial",))
     if "stop" in doc:
         exp.stop = _stop(doc["stop"], at + ("stop",))
     return exp
@@ -118,7 +128,12 @@ def _component(doc: Any, at: tuple) -> Component:
     raise SpaceError("expected a name or a mapping {name: ..., option: value}", key_path=at)
 
 
-def _resources(doc: Any, at: tuple) -> dict[str, float]:
+def check_resources(doc: Any, at: tuple) -> dict[str, float]:
+    """Checked per-trial resources (``cpu``, ``gpu`` up to 1 when fractional, custom names).
+
+    Raises:
+        SpaceError: naming ``at`` (a key path) and what is wrong.
+    """
     if not isinstance(doc, dict) or not doc:
         raise SpaceError("expected a mapping such as {cpu: 1, gpu: 0.5}", key_path=at)
     out = {}

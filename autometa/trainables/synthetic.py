@@ -26,7 +26,9 @@ def quadratic(config: dict[str, Any]) -> None:
     With ``report_hypergrad: true`` every report also carries the exact derivative
     ``hypergrad/<key> = 2 (x - target)(1 + 1/i)`` and ``hparams/<key>`` for each numeric key.
     With ``checkpoint: true`` each report saves the iteration, and a restored trial (Tune's
-    pause/resume, PBT's exploit) continues from it with its current config.
+    pause/resume, PBT's exploit, a retry after its node died) continues from it with its
+    current config. With ``report_placement: true`` every report also says where the trial
+    runs (:func:`placement`) and ``resumed_from`` (the checkpointed iteration it started after).
     """
     target = config.get("target", 0.5)
     iterations = int(config.get("iterations", 5))
@@ -46,6 +48,8 @@ def quadratic(config: dict[str, Any]) -> None:
         if config.get("nan_at") is not None and i >= config["nan_at"]:
             value = math.nan
         metrics = {"loss": value, "iteration": i}
+        if config.get("report_placement"):
+            metrics.update(placement(), resumed_from=start - 1)
         if config.get("report_hypergrad"):
             for key, x in numbers:
                 metrics[f"hypergrad/{key}"] = 2 * (x - target) * (1 + 1 / i)
@@ -63,18 +67,21 @@ def _instance_noise(config: dict[str, Any], numbers: list[tuple[str, float]]) ->
     if "instance" not in config:
         return 0.0
     return instance_offset(numbers, int(config["instance"]), float(config.get("noise", 0.0)),
-                           float(config.get("instance_effect", 0.0)))
+                           float(config.get("instance_effect", 0.0)), config.get("noise_df"))
 
 
 def instance_offset(numbers: list[tuple[str, float]], instance: int, noise: float,
-                    instance_effect: float) -> float:
+                    instance_effect: float, noise_df: float | None = None) -> float:
     """``instance_effect * z_k + noise * z_kc``: ``z_k`` seeded by the instance alone (shared
-    by every configuration), ``z_kc`` by the instance and the configuration's numbers."""
+    by every configuration), ``z_kc`` by the instance and the configuration's numbers:
+    standard normal, or Student's t with ``noise_df`` degrees of freedom (heavy tails: a
+    configuration that now and then does much worse on one instance, as a diverging seed)."""
     import numpy as np
 
     shared = np.random.default_rng([instance]).standard_normal()
     digest = int(hashlib.sha256(repr(numbers).encode()).hexdigest()[:12], 16)
-    own = np.random.default_rng([instance, digest]).standard_normal()
+    rng = np.random.default_rng([instance, digest])
+    own = rng.standard_t(float(noise_df)) if noise_df else rng.standard_normal()
     return instance_effect * shared + noise * own
 
 
@@ -84,11 +91,26 @@ def instance_score(config: dict[str, Any], instance: int) -> float:
     numbers = [(k, v) for k, v in _numbers(config) if k not in _CONTROL]
     return sum((v - target) ** 2 for _, v in numbers) + instance_offset(
         numbers, instance, float(config.get("noise", 0.0)),
-        float(config.get("instance_effect", 0.0)))
+        float(config.get("instance_effect", 0.0)), config.get("noise_df"))
 
 
 _CONTROL = {"target", "iterations", "noise", "sleep", "fail_at", "nan_at", "seed",
-            "report_hypergrad", "checkpoint", "instance", "instance_effect", "instances"}
+            "report_hypergrad", "checkpoint", "instance", "instance_effect", "instances",
+            "noise_df", "report_placement"}
+
+
+def placement() -> dict[str, Any]:
+    """Where this trial runs: Ray node, the resources Ray assigned it, the GPUs it sees."""
+    import ray
+
+    context = ray.get_runtime_context()
+    assigned = context.get_assigned_resources()
+    return {"node_id": context.get_node_id(), "assigned_cpu": assigned.get("CPU", 0.0),
+            "assigned_gpu": assigned.get("GPU", 0.0),
+            "assigned_custom": {k: v for k, v in assigned.items()
+                                if k not in ("CPU", "GPU", "memory") and "_group_" not in k},
+            "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", "")}
 
 
 def noisy_instances(config: dict[str, Any]) -> None:
