@@ -95,6 +95,9 @@ def run_experiment(space: Space, overrides: Overrides | None = None, *, resume: 
                    address: str | None = None, verbose: int = 1) -> tuple[Any, str]:
     """Run (or resume) the search described by ``space``; return the results and their folder."""
     exp = plan_experiment(space, overrides)
+    # Tune saves the experiment state (trials, searcher) every 10 s or more by default; a
+    # killed driver then forgets what finished meanwhile. Save at most every second instead.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
     init_ray(address)
     if resume:
         path = find_experiment(exp)

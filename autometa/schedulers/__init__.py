@@ -1,7 +1,8 @@
 """Schedulers: when to stop, pause or continue trials. The registry is the only list of names.
 
-The classic schedulers are Ray Tune's own; autometa only wires names and
-options to them. ``metric`` and ``mode`` come from the experiment (Tune passes
+The classic schedulers are Ray Tune's own, with their state kept across
+``Tuner.restore`` (:mod:`autometa.schedulers.resumable`); autometa only wires
+names and options to them. ``metric`` and ``mode`` come from the experiment (Tune passes
 them through ``TuneConfig``).
 
 ========== =============================== ==============================
@@ -28,10 +29,10 @@ from autometa.registry import check_options, lookup
 
 SCHEDULERS: dict[str, str] = {
     "fifo": "ray.tune.schedulers:FIFOScheduler",
-    "asha": "ray.tune.schedulers:ASHAScheduler",
-    "hyperband": "ray.tune.schedulers:HyperBandScheduler",
-    "bohb": "ray.tune.schedulers:HyperBandForBOHB",
-    "median": "ray.tune.schedulers:MedianStoppingRule",
+    "asha": "autometa.schedulers.resumable:ResumableASHAScheduler",
+    "hyperband": "autometa.schedulers.resumable:ResumableHyperBandScheduler",
+    "bohb": "autometa.schedulers.resumable:ResumableHyperBandForBOHB",
+    "median": "autometa.schedulers.resumable:ResumableMedianStoppingRule",
     "pbt": "autometa.schedulers.population:SpacePBT",
     "hypergradient_pbt": "autometa.schedulers.population:HypergradientPBT",
 }

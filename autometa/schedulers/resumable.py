@@ -1,0 +1,137 @@
+"""Ray's early-stopping schedulers with their state kept across ``Tuner.restore``.
+
+Tune pickles a scheduler once, when the experiment starts. After a restore, Ray's
+``ASHAScheduler``, ``HyperBandScheduler``, ``HyperBandForBOHB`` and ``MedianStoppingRule``
+begin again empty: ASHA and the median rule forget every result they compared against, and
+the synchronous Hyperband schedulers put the restored trials into new brackets where a trial
+that was PAUSED at a milestone is never chosen to run again, so the resumed search hangs.
+
+:class:`ResumableMixin` gives them ``get_state``/``set_state`` for
+:class:`autometa.schedulers.persist.SchedulerStateCallback`, which Tune checkpoints with the
+experiment. The state is the scheduler's own attributes, pickled with each ``Trial`` replaced
+by its id; after a restore it is put back once Tune has re-added every trial it mentions,
+with the ids mapped to the re-added ``Trial`` objects, so brackets, rungs and paused trials
+continue as they were.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import pickle
+from typing import Any
+
+from ray import cloudpickle
+from ray.tune.experiment import Trial
+from ray.tune.schedulers import (
+    ASHAScheduler,
+    HyperBandForBOHB,
+    HyperBandScheduler,
+    MedianStoppingRule,
+)
+
+logger = logging.getLogger("autometa")
+_OWN = ("_saved_state", "_saved_ids", "_readded")
+
+
+class _TrialsAsIds(cloudpickle.Pickler):  # cloudpickle: e.g. defaultdict(lambda: ...)
+    def __init__(self, file: io.BytesIO) -> None:
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self.ids: set[str] = set()
+
+    def persistent_id(self, obj: Any) -> Any:
+        if isinstance(obj, Trial):
+            self.ids.add(obj.trial_id)
+            return ("trial", obj.trial_id)
+        return None
+
+
+class _IdsAsTrials(pickle.Unpickler):
+    def __init__(self, data: bytes, trials: dict[str, Trial]) -> None:
+        super().__init__(io.BytesIO(data))
+        self.trials = trials
+
+    def persistent_load(self, pid: Any) -> Trial:
+        return self.trials[pid[1]]  # KeyError: a trial Tune did not re-add
+
+
+class ResumableMixin:
+    """``get_state``/``set_state`` for a Ray ``TrialScheduler`` (put first in the bases)."""
+
+    _saved_state: bytes | None = None
+
+    def get_state(self) -> dict[str, Any]:
+        """The scheduler's attributes (not its functions), trials as ids."""
+        if self._saved_state is not None:  # restored but not yet put back: keep it
+            return {"pickled": self._saved_state, "trial_ids": sorted(self._saved_ids)}
+        state = {k: v for k, v in vars(self).items() if k not in _OWN and not callable(v)}
+        buffer = io.BytesIO()
+        pickler = _TrialsAsIds(buffer)
+        pickler.dump(state)
+        return {"pickled": buffer.getvalue(), "trial_ids": sorted(pickler.ids)}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Keep ``state`` until Tune has re-added the trials it mentions."""
+        self._saved_state, self._saved_ids = state["pickled"], set(state["trial_ids"])
+        self._readded: dict[str, Trial] = {}
+        if not self._saved_ids:
+            self._put_back()
+
+    def _put_back(self) -> None:
+        data, self._saved_state = self._saved_state, None
+        try:
+            vars(self).update(_IdsAsTrials(data, self._readded).load())
+        except KeyError as missing:
+            logger.warning("scheduler state not restored (trial %s was not re-added); "
+                           "it starts again from the restored trials", missing)
+            for trial in self._readded.values():
+                super().on_trial_add(None, trial)  # type: ignore[misc]
+
+    def _ready(self) -> None:
+        if self._saved_state is not None:  # a hook before every saved trial came back
+            self._put_back()
+
+    def on_trial_add(self, tune_controller: Any, trial: Trial) -> None:
+        if self._saved_state is not None and trial.trial_id in self._saved_ids:
+            self._readded[trial.trial_id] = trial
+            if len(self._readded) == len(self._saved_ids):
+                self._put_back()
+            return
+        self._ready()
+        super().on_trial_add(tune_controller, trial)  # type: ignore[misc]
+
+    def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict) -> str:
+        self._ready()
+        return super().on_trial_result(tune_controller, trial, result)  # type: ignore[misc]
+
+    def on_trial_complete(self, tune_controller: Any, trial: Trial, result: dict) -> None:
+        self._ready()
+        super().on_trial_complete(tune_controller, trial, result)  # type: ignore[misc]
+
+    def on_trial_error(self, tune_controller: Any, trial: Trial) -> None:
+        self._ready()
+        super().on_trial_error(tune_controller, trial)  # type: ignore[misc]
+
+    def on_trial_remove(self, tune_controller: Any, trial: Trial) -> None:
+        self._ready()
+        super().on_trial_remove(tune_controller, trial)  # type: ignore[misc]
+
+    def choose_trial_to_run(self, tune_controller: Any, *args: Any, **kwargs: Any) -> Any:
+        self._ready()
+        return super().choose_trial_to_run(tune_controller, *args, **kwargs)  # type: ignore[misc]
+
+
+class ResumableASHAScheduler(ResumableMixin, ASHAScheduler):
+    """Ray's ``ASHAScheduler`` whose rungs survive ``Tuner.restore``."""
+
+
+class ResumableHyperBandScheduler(ResumableMixin, HyperBandScheduler):
+    """Ray's ``HyperBandScheduler`` whose brackets survive ``Tuner.restore``."""
+
+
+class ResumableHyperBandForBOHB(ResumableMixin, HyperBandForBOHB):
+    """Ray's ``HyperBandForBOHB`` whose brackets survive ``Tuner.restore``."""
+
+
+class ResumableMedianStoppingRule(ResumableMixin, MedianStoppingRule):
+    """Ray's ``MedianStoppingRule`` whose recorded results survive ``Tuner.restore``."""

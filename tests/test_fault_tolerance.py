@@ -1,0 +1,146 @@
+"""The driver killed with SIGKILL at a random point, then ``autometa run FILE --resume``: every
+registered searcher and scheduler continues with its state, reruns no finished trial and loses
+none."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from autometa.schedulers import SCHEDULERS
+from autometa.searchers import SEARCHERS
+
+ITERATIONS = 4
+GRID = [round(0.1 * i, 1) for i in range(10)]
+# Every registered searcher and every registered scheduler appears at least once.
+PAIRS = [("grid", "asha"), ("tpe", "median"), ("bohb", "bohb"), ("hypergradient", "hyperband"),
+         ("race", "fifo"), ("irace", "fifo"), ("random", "pbt"), ("random", "hypergradient_pbt")]
+
+
+def test_every_searcher_and_scheduler_is_covered():
+    assert {s for s, _ in PAIRS} == set(SEARCHERS)
+    assert {s for _, s in PAIRS} == set(SCHEDULERS)
+
+
+def _file(tmp_path, searcher, scheduler):
+    options = {"grid": "{name: grid}", "race": "{name: race, candidates: 3, min_instances: 2, "
+               "max_instances: 3}", "irace": "{name: irace, candidates: 3, min_instances: 2, "
+               "max_instances: 3}", "hypergradient": "{name: hypergradient, chains: 2}",
+               "tpe": "{name: tpe, n_initial_points: 3}"}.get(searcher, searcher)
+    sched = {"asha": "{name: asha, grace_period: 1, max_t: 4}",
+             "hyperband": "{name: hyperband, max_t: 4, reduction_factor: 2}",
+             "bohb": "{name: bohb, max_t: 4, reduction_factor: 2}",
+             "median": "{name: median, grace_period: 1, min_samples_required: 2}",
+             }.get(scheduler, scheduler)
+    x = (f"{{type: grid, values: {GRID}}}" if searcher == "grid" else
+         "{type: uniform, low: 0, high: 1, differentiable: true}")
+    text = f"""\
+        experiment:
+          name: crash
+          trainable: quadratic
+          metric: loss
+          searcher: {options}
+          scheduler: {sched}
+          num_samples: {1 if searcher == "grid" else 8 if searcher not in ("race", "irace") else 12}
+          storage_path: {tmp_path / "results"}
+          seed: 0
+        parameters:
+          x: {x}
+          iterations: {ITERATIONS}
+          sleep: 0.25
+          checkpoint: true
+          report_hypergrad: true
+          noise: 0.05
+          instance_effect: 1.0
+        """
+    if scheduler in ("pbt", "hypergradient_pbt"):
+        text = text.replace("          seed: 0\n", "          max_concurrent_trials: 4\n"
+                                                    "          seed: 0\n")
+    path = tmp_path / "crash.yaml"
+    path.write_text(textwrap.dedent(text))
+    return str(path)
+
+
+def _rows(folder):
+    file = os.path.join(folder, "result.json")
+    if not os.path.isfile(file):
+        return []
+    with open(file) as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def _trials(path):
+    if not os.path.isdir(path):
+        return {}
+    return {d: _rows(os.path.join(path, d)) for d in sorted(os.listdir(path))
+            if os.path.isdir(os.path.join(path, d))}
+
+
+def _finished(trials):
+    """Trials whose results reach the last iteration (early-stopped ones are not recognized)."""
+    return {d for d, rows in trials.items() if rows and rows[-1].get("iteration") == ITERATIONS}
+
+
+def _checkpoints(path):
+    """Checkpoints saved so far, one per trial iteration (they reach the storage at once;
+    result files only when Tune syncs the experiment)."""
+    if not os.path.isdir(path):
+        return 0
+    return sum(name.startswith("checkpoint_") for d in os.listdir(path)
+               if os.path.isdir(os.path.join(path, d)) for name in os.listdir(os.path.join(path, d)))
+
+
+@pytest.mark.parametrize(("searcher", "scheduler"), PAIRS, ids=lambda v: v)
+def test_sigkill_then_resume(tmp_path, searcher, scheduler):
+    file = _file(tmp_path, searcher, scheduler)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "autometa.launch.cli", "run", file, "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env, start_new_session=True)
+    path = str(tmp_path / "results" / "crash")
+    rng = random.Random(f"{searcher}-{scheduler}")  # a random, reproducible kill point
+    wanted, extra = rng.randint(3, 8), rng.uniform(0, 0.5)
+    deadline = time.time() + 180
+    while time.time() < deadline and _checkpoints(path) < wanted and proc.poll() is None:
+        time.sleep(0.2)
+    time.sleep(extra)
+    assert proc.poll() is None, "the run ended before the kill:\n" + proc.communicate()[0]
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray it started, no cleanup
+    proc.wait(timeout=60)
+    before = _trials(path)
+    done_before = {d: before[d] for d in _finished(before)}
+
+    resumed = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, env=env,
+                             timeout=400)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    after = _trials(path)
+    for trial, rows in done_before.items():  # finished trials were not run again
+        assert after[trial] == rows, f"{trial} ran again after the resume"
+    from ray.tune import ExperimentAnalysis
+
+    trials = ExperimentAnalysis(path).trials  # what the experiment knows after the resume
+    # (HyperBandForBOHB leaves the trials it stopped at a milestone PAUSED, kill or not)
+    allowed = {"TERMINATED", "PAUSED"} if scheduler == "bohb" else {"TERMINATED"}
+    assert {t.status for t in trials} <= allowed, [t.status for t in trials]
+    assert done_before.keys() <= {os.path.basename(t.path) for t in trials}  # none lost
+    configs = [t.config for t in trials]
+    if searcher == "grid":  # the grid's restored state: each point exactly once
+        assert sorted(c["x"] for c in configs) == GRID
+    elif searcher in ("race", "irace"):  # no (candidate, instance) pair raced twice
+        pairs = [(c["x"], c["instance"]) for c in configs]
+        assert len(pairs) == len(set(pairs)) and "Race winner" in resumed.stdout
+    else:
+        assert len(trials) == 8
+    if scheduler not in ("pbt", "hypergradient_pbt"):  # (an exploit moves a trial's clock)
+        for t in trials:  # every trial went on from a checkpoint, none restarted at 1 (one
+            # running at the kill may redo the iterations after its last saved checkpoint)
+            iterations = [r["iteration"] for r in after[os.path.basename(t.path)]]
+            assert iterations.count(1) == 1 and iterations == sorted(iterations), iterations
