@@ -122,6 +122,9 @@ def main() -> None:
     parser.add_argument("--noise-df", type=float, default=None,
                         help="Student-t noise with these degrees of freedom (default: normal)")
     parser.add_argument("--min-instances", type=int, default=MIN_INSTANCES)
+    parser.add_argument("--no-hyperband", action="store_true",
+                        help="skip Tune's HyperBandScheduler (it can hang on paused trials of "
+                             "this checkpoint-free trainable)")
     args = parser.parse_args()
     globals()["MIN_INSTANCES"] = args.min_instances
     cands = configs(args.noise, args.instance_effect, args.noise_df)
@@ -142,6 +145,8 @@ def main() -> None:
                 start = time.perf_counter()
                 rows.setdefault("race (Tune)", []).append((*race_in_tune(cands, rep, storage), rep))
                 for name, grace in (("asha", 1), ("asha", 3), ("hyperband", 1)):
+                    if name == "hyperband" and args.no_hyperband:
+                        continue
                     label = f"{name} (grace {grace})" if name == "asha" else name
                     rows.setdefault(label, []).append(
                         (*scheduler_in_tune(name, cands, rep, storage, grace), rep))

@@ -393,3 +393,18 @@ def test_curate_npz_round_trip(tmp_path, capsys):
     rows = list(csv.DictReader(open(tmp_path / "o" / "curation.csv")))
     flagged = {r["index"] for r in rows if r["suspect"] == "1"}
     assert "5" in flagged and len(flagged) == 3
+
+
+def test_resources_flag_overrides_the_file_and_bad_values_are_clear(tmp_path, capsys):
+    from autometa.launch.plan import Overrides, plan_experiment
+
+    file = quadratic_file(tmp_path, tmp_path)
+    exp = plan_experiment(load_space(file), Overrides(resources={"cpu": 2, "gpu": 0.5, "ssd": 1}))
+    assert exp.resources_per_trial == {"cpu": 2, "gpu": 0.5, "ssd": 1}
+    assert main(["run", file, "--resources", "cpu=1,gpu=1.5"]) == 2
+    assert "--resources.gpu: a fractional gpu request must be at most 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        main(["run", file, "--resources", "gpu=half"])
+    assert stop.value.code == 2
+    assert "expected NAME=NUMBER items such as cpu=2,gpu=0.5, got 'gpu=half'" in \
+        capsys.readouterr().err
