@@ -9,7 +9,8 @@ It runs ``search_spaces/digits_cnn_pbt.yaml`` (the digits CNN with one weight de
 hypergradient engine) through ``autometa``'s launcher on local Ray with ``gpu: --gpu`` per
 trial (the trainable puts its model on the GPU Ray assigned), checks that every trial reported its
 hypergradients, and prints the wall time of the search and the mean time per trial epoch.
-Then the same trials once on CPU (``gpu: 0``) for the ratio. Record the output in benchmarks/README.md with the machine and date.
+Then the same trials once on CPU (``gpu: 0``) for the ratio. Record the output in
+benchmarks/README.md with the machine and date.
 """
 
 from __future__ import annotations
