@@ -141,7 +141,8 @@ def test_sigkill_then_resume(tmp_path, searcher, scheduler):
     else:
         assert len(trials) == 8
     if scheduler not in ("pbt", "hypergradient_pbt"):  # (an exploit moves a trial's clock)
-        for t in trials:  # every trial went on from a checkpoint, none restarted at 1 (one
-            # running at the kill may redo the iterations after its last saved checkpoint)
+        for t in trials:  # every trial went on from a checkpoint: it never starts again
+            # below what it had reached (one running at the kill may redo the iterations after
+            # its last recorded checkpoint; rows not yet synced at the kill may be missing)
             iterations = [r["iteration"] for r in after[os.path.basename(t.path)]]
-            assert iterations.count(1) == 1 and iterations == sorted(iterations), iterations
+            assert iterations == sorted(iterations), iterations
