@@ -21,13 +21,18 @@ from autometa.searchers import SEARCHERS
 ITERATIONS = 4
 GRID = [round(0.1 * i, 1) for i in range(10)]
 # Every registered searcher and every registered scheduler appears at least once.
-PAIRS = [("grid", "asha"), ("tpe", "median"), ("bohb", "bohb"), ("hypergradient", "hyperband"),
+# Known bug (open in issue 8): after a kill, the restored HyperBandForBOHB state can disagree
+# with Tune's trial states, and Ray's bracket asserts ("trial in self._live_trials") on a result.
+_BOHB = pytest.param("bohb", "bohb", marks=pytest.mark.xfail(
+    reason="restored HyperBandForBOHB bracket may miss a live trial (intermittent)", strict=False))
+PAIRS = [("grid", "asha"), ("tpe", "median"), _BOHB, ("hypergradient", "hyperband"),
          ("race", "fifo"), ("irace", "fifo"), ("random", "pbt"), ("random", "hypergradient_pbt")]
 
 
 def test_every_searcher_and_scheduler_is_covered():
-    assert {s for s, _ in PAIRS} == set(SEARCHERS)
-    assert {s for _, s in PAIRS} == set(SCHEDULERS)
+    pairs = [p.values if hasattr(p, "values") else p for p in PAIRS]
+    assert {s for s, _ in pairs} == set(SEARCHERS)
+    assert {s for _, s in pairs} == set(SCHEDULERS)
 
 
 def _file(tmp_path, searcher, scheduler):
