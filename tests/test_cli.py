@@ -408,3 +408,39 @@ def test_resources_flag_overrides_the_file_and_bad_values_are_clear(tmp_path, ca
     assert stop.value.code == 2
     assert "expected NAME=NUMBER items such as cpu=2,gpu=0.5, got 'gpu=half'" in \
         capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fail_fast", [False, True])
+def test_a_failing_trial_is_recorded_and_fail_fast_stops_the_search(tmp_path, storage, ray_session,
+                                                                   capsys, fail_fast):
+    text = f"""\
+        experiment:
+          name: raises
+          trainable: quadratic
+          metric: loss
+          searcher: grid
+          num_samples: 1
+          max_concurrent_trials: 1
+          fail_fast: {str(fail_fast).lower()}
+          storage_path: {storage}
+        parameters:
+          x: {{type: grid, values: [0.1, 0.2, 0.3, 0.4]}}
+          fail_at: {{type: grid, values: [2, null]}}
+          iterations: 3
+        """
+    path = tmp_path / "raises.yaml"
+    path.write_text(textwrap.dedent(text))
+    code = main(["run", str(path), "--quiet"])
+    out, err = capsys.readouterr()
+    folder = os.path.join(storage, "raises")
+    errors = glob.glob(os.path.join(folder, "*", "error.txt"))
+    assert errors and "planned failure at iteration 2" in open(errors[0]).read()
+    finished = [d for d in os.listdir(folder)
+                if os.path.isfile(os.path.join(folder, d, "result.json"))
+                and len(_rows(folder, d)) == 3]
+    if fail_fast:
+        assert code == 1 and "fail_fast" in err and "--resume" in err
+        assert len(errors) == 1 and len(finished) < 4  # nothing ran after the failure
+    else:
+        assert code == 0 and "4 trial(s) failed" in out and "Best config:" in out
+        assert len(errors) == 4 and len(finished) == 4  # the search went on

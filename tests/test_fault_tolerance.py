@@ -21,18 +21,13 @@ from autometa.searchers import SEARCHERS
 ITERATIONS = 4
 GRID = [round(0.1 * i, 1) for i in range(10)]
 # Every registered searcher and every registered scheduler appears at least once.
-# Known bug (open in issue 8): after a kill, the restored HyperBandForBOHB state can disagree
-# with Tune's trial states, and Ray's bracket asserts ("trial in self._live_trials") on a result.
-_BOHB = pytest.param("bohb", "bohb", marks=pytest.mark.xfail(
-    reason="restored HyperBandForBOHB bracket may miss a live trial (intermittent)", strict=False))
-PAIRS = [("grid", "asha"), ("tpe", "median"), _BOHB, ("hypergradient", "hyperband"),
+PAIRS = [("grid", "asha"), ("tpe", "median"), ("bohb", "bohb"), ("hypergradient", "hyperband"),
          ("race", "fifo"), ("irace", "fifo"), ("random", "pbt"), ("random", "hypergradient_pbt")]
 
 
 def test_every_searcher_and_scheduler_is_covered():
-    pairs = [p.values if hasattr(p, "values") else p for p in PAIRS]
-    assert {s for s, _ in pairs} == set(SEARCHERS)
-    assert {s for _, s in pairs} == set(SCHEDULERS)
+    assert {s for s, _ in PAIRS} == set(SEARCHERS)
+    assert {s for _, s in PAIRS} == set(SCHEDULERS)
 
 
 def _file(tmp_path, searcher, scheduler):

@@ -8,6 +8,7 @@ from ray.tune.experiment import Trial
 from autometa.schedulers.persist import StatefulScheduler, state_callbacks
 from autometa.schedulers.resumable import (
     ResumableASHAScheduler,
+    ResumableHyperBandForBOHB,
     ResumableHyperBandScheduler,
     ResumableMedianStoppingRule,
 )
@@ -86,3 +87,74 @@ def test_restored_median_rule_keeps_each_trials_results():
         {t.trial_id: r for t, r in saved._results.items()}
     assert all(any(t is a for a in again) for t in restored._results)
     assert restored._last_pause[again[0]] == 1.0 and restored._last_pause[again[1]] == -float("inf")
+
+
+def _bohb():
+    return ResumableHyperBandForBOHB(metric="loss", mode="min", max_t=4, reduction_factor=2)
+
+
+def _saved_bohb(n):
+    """A BOHB scheduler whose first bracket holds ``n`` trials, each with one result."""
+    saved, trials = _bohb(), _trials(n)
+    for t in trials:
+        saved.on_trial_add(None, t)
+    for i, t in enumerate(trials):
+        bracket = saved._trial_info[t][0]
+        bracket.update_trial_stats(t, {"training_iteration": 1, "loss": float(i)})
+    return saved, trials
+
+
+def _live(scheduler):
+    return {t.trial_id for band in scheduler._hyperbands for b in band if b
+            for t in b._live_trials}
+
+
+def test_restore_reconciles_brackets_with_the_statuses_tune_restored():
+    # The kill fell between the two writes: the scheduler's state says t0 and t1 are live,
+    # Tune's says t0 finished meanwhile; the scheduler had stopped t2, Tune resumes it.
+    saved, trials = _saved_bohb(4)
+    bracket = saved._trial_info[trials[2]][0]
+    bracket.cleanup_trial(trials[2])  # what stopping t2 does to its bracket
+    assert _live(saved) == {"t0", "t1", "t3"}
+    restored = _bohb()
+    restored.set_state(saved.get_state())
+    again = _trials(5)  # t4: added after the scheduler's state was saved
+    again[0].set_status(Trial.TERMINATED)
+    for t in [again[4], *again[:4]]:  # Tune re-adds by last result time, not by id
+        restored.on_trial_add(None, t)
+    assert restored._saved_state is None  # the state was put back, not dropped
+    assert _live(restored) == {"t1", "t3", "t4"}  # t0 finished, t2 stopped, t4 added
+    assert restored._to_stop == {again[2]}
+    result = {"training_iteration": 2, "loss": 0.0, "time_total_s": 2.0}
+    assert restored.on_trial_result(None, again[2], result) == "STOP"
+    assert not restored._to_stop
+    # the re-added objects are what the brackets hold (Ray asserts it on every result)
+    for t in (again[1], again[3], again[4]):
+        assert t in restored._trial_info[t][0]._live_trials
+
+
+def test_a_failed_trial_that_the_restore_retries_joins_a_bracket_again():
+    saved, trials = _saved_bohb(4)
+    saved._failed = {"t1"}  # what on_trial_error records
+    saved._trial_info[trials[1]][0].cleanup_trial(trials[1])
+    restored = _bohb()
+    restored.set_state(saved.get_state())
+    again = _trials(4)
+    for t in again:
+        restored.on_trial_add(None, t)
+    assert "t1" in _live(restored) and not restored._to_stop and not restored._failed
+
+
+def test_a_saved_trial_that_is_not_readded_falls_back_to_a_fresh_scheduler(caplog):
+    saved, _ = _saved_bohb(4)
+    restored = _bohb()
+    restored.set_state(saved.get_state())
+    again = _trials(3)  # t3 is missing from Tune's restored trials
+    again[0].set_status(Trial.TERMINATED)
+    for t in again:
+        restored.on_trial_add(None, t)
+    assert restored._saved_state is not None  # still waiting for t3
+    with caplog.at_level("WARNING", logger="autometa"):
+        restored.choose_trial_to_run(None)  # the first other hook: t3 will not come
+    assert "not restored" in caplog.text and "t3" in caplog.text
+    assert _live(restored) == {"t1", "t2"}  # the unfinished ones, in fresh brackets

@@ -166,6 +166,10 @@ def _run(args: argparse.Namespace) -> int:
         results, path = run_experiment(space, overrides, resume=args.resume,
                                        address=args.address, verbose=args.verbosity)
     code = _report(results, path, exp.metric, exp.mode)
+    if exp.fail_fast and getattr(results, "errors", None):
+        print(f"stopped at the first failed trial (fail_fast: true); after a fix, continue "
+              f"with: autometa run {args.file} --resume", file=sys.stderr)
+        return 1
     if sigint.received or _unfinished(results):  # Ctrl-C: Tune saved the state
         print(f"interrupted: continue with: autometa run {args.file} --resume", file=sys.stderr)
         return 130

@@ -77,7 +77,8 @@ def build_tuner(space: Space, exp: Experiment, *, experiment_dir: str | None = N
             name=name, storage_path=storage, stop=ExperimentStopper(exp.stop, exp.metric),
             # Tune pickles schedulers only at the start: their state travels in a callback
             callbacks=state_callbacks(scheduler) + list(callbacks or []),
-            failure_config=tune.FailureConfig(max_failures=exp.max_failures),
+            failure_config=tune.FailureConfig(max_failures=exp.max_failures,
+                                             fail_fast=exp.fail_fast),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=keep), verbose=verbose),
     )
 

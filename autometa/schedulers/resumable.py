@@ -12,6 +12,11 @@ experiment. The state is the scheduler's own attributes, pickled with each ``Tri
 by its id; after a restore it is put back once Tune has re-added every trial it mentions,
 with the ids mapped to the re-added ``Trial`` objects, so brackets, rungs and paused trials
 continue as they were.
+
+The scheduler's state and Tune's trial statuses are saved at slightly different moments (a
+driver killed between the two writes), so a restore reconciles them: for the Hyperband
+schedulers, a trial Tune has finished leaves its bracket, a trial the scheduler had stopped but
+Tune resumes is stopped again, and a failed trial that Tune retries joins a bracket afresh.
 """
 
 from __future__ import annotations
@@ -28,10 +33,12 @@ from ray.tune.schedulers import (
     HyperBandForBOHB,
     HyperBandScheduler,
     MedianStoppingRule,
+    TrialScheduler,
 )
 
 logger = logging.getLogger("autometa")
-_OWN = ("_saved_state", "_saved_ids", "_readded")
+_OWN = ("_saved_state", "_saved_ids", "_readded", "_deferred", "_to_stop")
+_FINISHED = (Trial.TERMINATED, Trial.ERROR)
 
 
 class _TrialsAsIds(cloudpickle.Pickler):  # cloudpickle: e.g. defaultdict(lambda: ...)
@@ -74,6 +81,7 @@ class ResumableMixin:
         """Keep ``state`` until Tune has re-added the trials it mentions."""
         self._saved_state, self._saved_ids = state["pickled"], set(state["trial_ids"])
         self._readded: dict[str, Trial] = {}
+        self._deferred: list[tuple[Any, Trial]] = []  # re-added trials the state does not know
         if not self._saved_ids:
             self._put_back()
 
@@ -83,21 +91,31 @@ class ResumableMixin:
             vars(self).update(_IdsAsTrials(data, self._readded).load())
         except KeyError as missing:
             logger.warning("scheduler state not restored (trial %s was not re-added); "
-                           "it starts again from the restored trials", missing)
-            for trial in self._readded.values():
-                super().on_trial_add(None, trial)  # type: ignore[misc]
+                           "it starts again from the unfinished trials", missing)
+            self._deferred[:0] = [(None, t) for t in self._readded.values()
+                                  if t.status not in _FINISHED]
+        else:
+            self._reconcile(list(self._readded.values()))
+        deferred, self._deferred = self._deferred, []
+        for controller, trial in deferred:
+            super().on_trial_add(controller, trial)  # type: ignore[misc]
+
+    def _reconcile(self, readded: list[Trial]) -> None:
+        """Make the restored state agree with the statuses Tune restored (default: nothing)."""
 
     def _ready(self) -> None:
         if self._saved_state is not None:  # a hook before every saved trial came back
             self._put_back()
 
     def on_trial_add(self, tune_controller: Any, trial: Trial) -> None:
-        if self._saved_state is not None and trial.trial_id in self._saved_ids:
-            self._readded[trial.trial_id] = trial
-            if len(self._readded) == len(self._saved_ids):
-                self._put_back()
+        if self._saved_state is not None:
+            if trial.trial_id in self._saved_ids:
+                self._readded[trial.trial_id] = trial
+                if len(self._readded) == len(self._saved_ids):
+                    self._put_back()
+            else:  # newer than the saved state: added once the state is back
+                self._deferred.append((tune_controller, trial))
             return
-        self._ready()
         super().on_trial_add(tune_controller, trial)  # type: ignore[misc]
 
     def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict) -> str:
@@ -121,15 +139,65 @@ class ResumableMixin:
         return super().choose_trial_to_run(tune_controller, *args, **kwargs)  # type: ignore[misc]
 
 
+class _BracketsReconciled(ResumableMixin):
+    """Restored Hyperband brackets made to agree with the restored trial statuses.
+
+    A bracket waits for each of its live trials to reach its milestone, so a live trial that
+    Tune has finished would hold the bracket forever, and an unfinished trial outside every
+    bracket would never be chosen to run. Ray's ``_Bracket`` asserts that a reporting trial is
+    live in it.
+    """
+
+    _to_stop: set[Trial] = frozenset()  # type: ignore[assignment]
+
+    def on_trial_error(self, tune_controller: Any, trial: Trial) -> None:
+        self._ready()
+        self._failed = getattr(self, "_failed", set()) | {trial.trial_id}  # saved with the state
+        super().on_trial_error(tune_controller, trial)
+
+    def _reconcile(self, readded: list[Trial]) -> None:
+        self._to_stop = set()
+        failed = self._failed = set(getattr(self, "_failed", ()))
+        for trial in readded:
+            bracket = self._trial_info[trial][0] if trial in self._trial_info else None
+            live = bracket is not None and trial in bracket._live_trials
+            if trial.status in _FINISHED:
+                if live:  # finished after the scheduler's state was saved
+                    bracket.cleanup_trial(trial)
+            elif bracket is None or trial.trial_id in failed:  # e.g. failed, retried now:
+                failed.discard(trial.trial_id)  # a fresh start in a bracket
+                self._deferred.append((None, trial))
+            elif not live:  # the scheduler had stopped it
+                self._to_stop.add(trial)
+        if self._to_stop:
+            logger.info("scheduler: %d trial(s) it had stopped before the restore are stopped "
+                        "again: %s", len(self._to_stop), sorted(t.trial_id for t in self._to_stop))
+
+    def choose_trial_to_run(self, tune_controller: Any, *args: Any, **kwargs: Any) -> Any:
+        self._ready()
+        for trial in list(self._to_stop):
+            self._to_stop.discard(trial)
+            if trial.status == Trial.PENDING:
+                tune_controller.stop_trial(trial)
+        return super().choose_trial_to_run(tune_controller, *args, **kwargs)
+
+    def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict) -> str:
+        self._ready()
+        if trial in self._to_stop:  # started before it could be stopped
+            self._to_stop.discard(trial)
+            return TrialScheduler.STOP
+        return super().on_trial_result(tune_controller, trial, result)
+
+
 class ResumableASHAScheduler(ResumableMixin, ASHAScheduler):
     """Ray's ``ASHAScheduler`` whose rungs survive ``Tuner.restore``."""
 
 
-class ResumableHyperBandScheduler(ResumableMixin, HyperBandScheduler):
+class ResumableHyperBandScheduler(_BracketsReconciled, HyperBandScheduler):
     """Ray's ``HyperBandScheduler`` whose brackets survive ``Tuner.restore``."""
 
 
-class ResumableHyperBandForBOHB(ResumableMixin, HyperBandForBOHB):
+class ResumableHyperBandForBOHB(_BracketsReconciled, HyperBandForBOHB):
     """Ray's ``HyperBandForBOHB`` whose brackets survive ``Tuner.restore``."""
 
 

@@ -6,7 +6,11 @@ the budgets BOHB's model is built on.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
+
+import numpy as np
 
 from autometa.searchers.base import SpaceSearcher
 from autometa.space import Space
@@ -17,7 +21,9 @@ class BOHBSearcher(SpaceSearcher):
 
     Conditions and forbidden clauses go to ConfigSpace natively. Trials that
     reappear after an experiment restore without a record in the model are
-    re-registered from their configs (``TuneBOHB`` would raise ``KeyError``).
+    re-registered from their configs (``TuneBOHB`` would raise ``KeyError``). hpbandster
+    samples from its model with NumPy's global generator; this searcher gives it a generator
+    of its own (seeded, saved with the searcher), so its suggestions follow ``seed``.
 
     Args:
         bohb_config: Options of hpbandster's ``BOHB`` config generator
@@ -39,19 +45,35 @@ class BOHBSearcher(SpaceSearcher):
         self._base = TuneBOHB(space=to_configspace(self.space, seed=self.seed),
                               bohb_config=self.bohb_config, metric=self._metric,
                               mode=self._mode, seed=self.seed)
+        # hpbandster samples from its model with NumPy's global generator: give it its own,
+        # seeded and saved with the searcher, so suggestions follow the seed and a restore
+        self._numpy_state = np.random.RandomState(self.seed).get_state()
 
     def _propose(self, trial_id: str) -> dict[str, Any] | None:
         from autometa.convert.configspace import decode_configspace
 
-        native = self._base.suggest(trial_id)
+        with self._own_numpy_generator():
+            native = self._base.suggest(trial_id)
         return None if native is None else decode_configspace(self.space, native)
 
     def _observe_intermediate(self, trial_id: str, result: dict) -> None:
         if "hyperband_info" in result:
-            self._base.on_trial_result(trial_id, result)
+            with self._own_numpy_generator():  # (model fits impute inactive values randomly)
+                self._base.on_trial_result(trial_id, result)
 
     def _observe(self, trial_id: str, result: dict | None, error: bool) -> None:
-        self._base.on_trial_complete(trial_id, result=result, error=error)
+        with self._own_numpy_generator():
+            self._base.on_trial_complete(trial_id, result=result, error=error)
+
+    @contextlib.contextmanager
+    def _own_numpy_generator(self) -> Iterator[None]:
+        outside = np.random.get_state()
+        np.random.set_state(self._numpy_state)
+        try:
+            yield
+        finally:
+            self._numpy_state = np.random.get_state()
+            np.random.set_state(outside)
 
     def _adopted(self, trial_id: str, flat: dict[str, Any]) -> None:
         from autometa.convert.configspace import encode_configspace

@@ -14,7 +14,7 @@ from autometa.space.errors import SpaceError
 
 _KEYS = ("name", "trainable", "metric", "mode", "searcher", "scheduler", "num_samples",
          "max_concurrent_trials", "resources_per_trial", "stop", "storage_path", "seed",
-         "max_failures", "time_budget_s", "reuse_actors")
+         "max_failures", "fail_fast", "time_budget_s", "reuse_actors")
 DEFAULT_STORAGE = "~/autometa_results"
 
 
@@ -43,7 +43,9 @@ class Experiment:
         stop: Stop a trial when a result key reaches a value (e.g. ``training_iteration: 10``).
         storage_path: Where results go.
         seed: Seed of the searcher.
-        max_failures: Retries of a failed trial.
+        max_failures: Retries of a failed trial (from its last checkpoint; -1: no limit).
+        fail_fast: Stop the whole search at the first trial that fails for good (after its
+            retries); the others are saved as they are, to continue with ``--resume``.
         time_budget_s: Stop the whole search after this many seconds.
         reuse_actors: Run a new trial in the worker of a finished one with the same resources
             (default True: starting a worker costs about a second, which dominates short
@@ -63,6 +65,7 @@ class Experiment:
     storage_path: str = DEFAULT_STORAGE
     seed: int | None = None
     max_failures: int = 0
+    fail_fast: bool = False
     time_budget_s: float | None = None
     reuse_actors: bool = True
 
@@ -105,11 +108,11 @@ def parse_experiment(doc: Any, default_name: str | None = None) -> Experiment:
         exp.max_failures = _int(doc, "max_failures", at, minimum=-1)
     if doc.get("time_budget_s") is not None:
         exp.time_budget_s = _positive(doc["time_budget_s"], at + ("time_budget_s",))
-    if "reuse_actors" in doc:
-        if not isinstance(doc["reuse_actors"], bool):
-            raise SpaceError(f"expected true or false, got {doc['reuse_actors']!r}",
-                             key_path=at + ("reuse_actors",))
-        exp.reuse_actors = doc["reuse_actors"]
+    for key in ("reuse_actors", "fail_fast"):
+        if key in doc:
+            if not isinstance(doc[key], bool):
+                raise SpaceError(f"expected true or false, got {doc[key]!r}", key_path=at + (key,))
+            setattr(exp, key, doc[key])
     if "resources_per_trial" in doc:
         exp.resources_per_trial = check_resources(doc["resources_per_trial"],
                                                   at + ("resources_per_trial",))
