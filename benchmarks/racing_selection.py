@@ -12,7 +12,9 @@ Each repetition draws fresh instances (their seeds are ``1000 * rep + k``).
 * ASHA (grace period 1 and 3 instances, reduction factor 3, max 10 instances) and Hyperband
   (max 10 instances), through Tune: one trial per configuration reporting its running mean
   over instances, so they stop configurations after some instances. Their choice: the best
-  running mean among the trials that reached the most instances.
+  running mean among the trials that reached the most instances (for Hyperband, among the
+  trials that reached a bracket's last milestone, 9 or 10 instances: its least aggressive
+  bracket alone runs to 10).
 
 Reported over repetitions: how often each method picks the truly best configuration, how
 often it agrees with full evaluation, and its mean number of evaluations. ``--simulated N``
@@ -100,7 +102,9 @@ def scheduler_in_tune(name: str, cands: list[dict], rep: int, storage: str,
     rows = [(r.metrics["instances_seen"], r.metrics["loss"], r.config["x"]) for r in results]
     evaluations = sum(seen for seen, _, _ in rows)
     top = max(seen for seen, _, _ in rows)
-    chosen = min((loss, x) for seen, loss, x in rows if seen == top)[1]
+    if name == "hyperband":  # each bracket's survivors end at its last milestone: 9 or 10
+        top = min(top, max(3 ** k for k in range(4) if 3 ** k < N_INSTANCES))
+    chosen = min((loss, x) for seen, loss, x in rows if seen >= top)[1]
     return next(i for i, c in enumerate(cands) if c["x"] == chosen), evaluations
 
 

@@ -13,6 +13,7 @@ TRAINABLES: dict[str, str] = {
     "digits_mlp": "autometa.trainables.digits:train_digits_mlp",
     "digits_cnn": "autometa.trainables.digits:train_digits_cnn",
     "digits_cnn_decay": "autometa.trainables.digits_cnn_decay:train_digits_cnn_decay",
+    "digits_group_weights": "autometa.trainables.digits_groups:digits_group_weights",
     "digits_logreg": "autometa.trainables.digits_logreg:train_digits_logreg",
     "quadratic": "autometa.trainables.synthetic:quadratic",
 }
