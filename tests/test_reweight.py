@@ -59,3 +59,53 @@ def test_reweighted_training_ignores_the_corrupted_sample():
         assert w[0] == 0
     x, y = val
     assert (model(x).argmax(1) == y).double().mean() > 0.9
+
+
+def test_reweighted_train_loss_in_the_hypertrainer_loop():
+    """L2RW inside the in-trial loop: the planted wrong label gets weight 0 at every inner step,
+    the weight decay still gets a finite hypergradient, and the classifier ends up better on
+    clean data than the same loop without reweighting."""
+    import itertools
+
+    from autometa.hypergrad.families import Hyperparameter, LogTransform, l2_penalty
+    from autometa.hypergrad.loop import HyperTrainer
+    from autometa.hypergrad.reweight import ReweightedTrainLoss
+
+    def run(reweighted):
+        model, train, val = toy(3)
+        decay = Hyperparameter.from_value("decay", torch.tensor(1e-2, dtype=DT), LogTransform(),
+                                          low=1e-6, high=1.0)
+
+        def per_sample_with(outputs, targets, values):
+            return per_sample(outputs, targets)
+
+        weighted = ReweightedTrainLoss(per_sample_with, val, lr=0.5)
+
+        def train_loss(view, batch, values):
+            data = weighted(view, batch, values) if reweighted else \
+                per_sample(view(batch[0]), batch[1]).mean()
+            return data + l2_penalty(view.params, {"weight": values["decay"]})
+
+        def val_loss(view, batch, values):
+            return per_sample(view(batch[0]), batch[1]).mean()
+
+        trainer = HyperTrainer(model, torch.optim.SGD(model.parameters(), lr=0.5), [decay],
+                               train_loss, val_loss, inner_steps=5, method="cg",
+                               method_options={"maxiter": 20}, outer_lr=0.1)
+        batches = itertools.repeat(train)
+        zero_every_step = True
+        for _ in range(6):
+            result = trainer.step(batches, val)
+            assert not result.skipped and torch.isfinite(result.hypergrads["decay"]).all()
+            if reweighted:
+                zero_every_step &= bool(weighted.last_weights[0] == 0)
+        return model, zero_every_step
+
+    plain, _ = run(False)
+    model, zeroed = run(True)
+    assert zeroed
+    x, y = toy(4)[2]  # fresh clean samples
+    with torch.no_grad():
+        clean_loss = {name: float(per_sample(m(x), y).mean()) for name, m in
+                      (("plain", plain), ("reweighted", model))}
+    assert clean_loss["reweighted"] < 0.9 * clean_loss["plain"], clean_loss

@@ -42,8 +42,15 @@ def reweighting_weights(model: nn.Module, loss_fn: PerSampleLoss,
         val_batch: ``(inputs, targets)`` of clean validation data.
         lr: Learning rate of the look-ahead step (scales the weights before normalizing).
     """
-    params = {n: p.detach().requires_grad_(True) for n, p in model.named_parameters()}
-    buffers = {n: b.detach().clone() for n, b in model.named_buffers()}
+    return _weights(model, dict(model.named_parameters()), dict(model.named_buffers()), loss_fn,
+                    train_batch, val_batch, lr)
+
+
+def _weights(model: nn.Module, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
+             loss_fn: PerSampleLoss, train_batch: tuple[torch.Tensor, Any],
+             val_batch: tuple[torch.Tensor, Any], lr: float) -> torch.Tensor:
+    params = {n: p.detach().requires_grad_(True) for n, p in params.items()}
+    buffers = {n: b.detach().clone() for n, b in buffers.items()}
     x, y = train_batch
     eps = torch.zeros(len(x), dtype=params[next(iter(params))].dtype, device=x.device,
                       requires_grad=True)
@@ -73,3 +80,37 @@ def reweighted_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn:
     loss.backward()
     optimizer.step()
     return float(loss.detach()), weights
+
+
+class ReweightedTrainLoss:
+    r"""Learning to Reweight inside :class:`autometa.hypergrad.loop.HyperTrainer`.
+
+    A ``train_loss(view, batch, values)`` for the in-trial loop: each training batch's samples
+    are weighted by :func:`reweighting_weights` against ``val_batch`` (a small clean set) at the
+    current weights, then :math:`\sum_i w_i \ell_i` is the loss. The weights are constants of
+    the loss (detached), also where the hyperstep differentiates it, so the hypergradient is
+    that of the weighted loss at the current weights. ``last_weights`` holds the latest ones
+    (e.g. to report the share of samples weighted 0).
+
+    Args:
+        per_sample: ``per_sample(outputs, targets, values) -> (N,)``; ``values`` are the
+            hyperparameter values by name (for losses that use them, e.g. label smoothing).
+        val_batch: ``(inputs, targets)`` of clean validation data.
+        lr: Learning rate of the look-ahead step (the inner optimizer's, usually).
+    """
+
+    def __init__(self, per_sample: Callable[[torch.Tensor, Any, dict], torch.Tensor],
+                 val_batch: tuple[torch.Tensor, Any], lr: float) -> None:
+        self.per_sample, self.val_batch, self.lr = per_sample, val_batch, lr
+        self.last_weights: torch.Tensor | None = None
+
+    def __call__(self, view: Any, batch: tuple[torch.Tensor, Any], values: dict) -> torch.Tensor:
+        fixed = {k: v.detach() for k, v in values.items()}
+        buffers = view.buffers if view.buffers is not None else dict(view.model.named_buffers())
+        with torch.enable_grad():
+            weights = _weights(view.model, view.params, buffers,
+                               lambda out, target: self.per_sample(out, target, fixed),
+                               batch, self.val_batch, self.lr)
+        self.last_weights = weights
+        x, y = batch
+        return (weights * self.per_sample(view(x), y, values)).sum()
