@@ -197,3 +197,31 @@ def test_identical_rankings_use_the_exact_permutation_p_value():
     x = np.tile(np.arange(8.0), (3, 1))     # the same ranking three times
     dropped = worse_than_best(x)
     assert 7 in dropped and 1 not in dropped  # the runner-up is not dropped on 3 blocks
+
+
+def test_instances_trainable_resumes_after_a_hyperband_pause(ray_session, storage):
+    """One trial per configuration, one report per instance, under Ray's synchronous Hyperband:
+    the run ends (trials paused at a milestone come back), and a paused trial continues from
+    its checkpoint rather than scoring its first instances again."""
+    from autometa.trainables.synthetic import instance_score, noisy_instances
+
+    xs = [0.1 * i for i in range(9)]
+    keys = list(range(100, 109))
+    results = tune.Tuner(
+        noisy_instances,
+        param_space={"x": tune.grid_search(xs), "noise": 0.05, "instance_effect": 1.0,
+                     "instances": keys},
+        tune_config=tune.TuneConfig(
+            metric="loss", mode="min", max_concurrent_trials=9, reuse_actors=True,
+            scheduler=tune.schedulers.HyperBandScheduler(max_t=9, reduction_factor=3)),
+        run_config=tune.RunConfig(storage_path=storage, name="hb", verbose=0)).fit()
+    assert len(results) == 9 and not results.errors
+    seen = []
+    for r in results:
+        history = r.metrics_dataframe
+        assert list(history["instances_seen"]) == list(range(1, len(history) + 1))  # no restart
+        config = {"x": r.config["x"], "noise": 0.05, "instance_effect": 1.0}
+        mean = np.mean([instance_score(config, k) for k in keys[:len(history)]])
+        assert r.metrics["loss"] == pytest.approx(mean)
+        seen.append(len(history))
+    assert min(seen) < 9 and max(seen) == 9  # Hyperband stopped some, ran others to the end

@@ -119,15 +119,26 @@ def noisy_instances(config: dict[str, Any]) -> None:
     With ``instance`` in the config: one report, ``loss`` = :func:`instance_score` on it (one
     trial per configuration and instance, as the racing searchers run). Otherwise iteration i
     scores instance ``instances[i - 1]`` and reports the running mean as ``loss`` (one trial per
-    configuration, so ASHA and Hyperband can stop it after some instances).
+    configuration, so ASHA and Hyperband can stop it after some instances), with a checkpoint
+    of the scores so far: a trial that Hyperband pauses at a milestone continues where it was
+    (without one, Tune restarts it from its first instance and Ray's synchronous Hyperband can
+    wait forever on its bracket).
     """
     if "instance" in config:
         tune.report({"loss": instance_score(config, int(config["instance"]))})
         return
-    scores = []
-    for instance in config["instances"]:
+    scores: list[float] = []
+    restored = tune.get_checkpoint()
+    if restored is not None:
+        with restored.as_directory() as folder, open(os.path.join(folder, "scores")) as f:
+            scores = [float(v) for v in f.read().split()]
+    for instance in config["instances"][len(scores):]:
         scores.append(instance_score(config, int(instance)))
-        tune.report({"loss": sum(scores) / len(scores), "instances_seen": len(scores)})
+        with tempfile.TemporaryDirectory() as folder:
+            with open(os.path.join(folder, "scores"), "w") as f:
+                f.write(" ".join(repr(v) for v in scores))
+            tune.report({"loss": sum(scores) / len(scores), "instances_seen": len(scores)},
+                        checkpoint=tune.Checkpoint.from_directory(folder))
 
 
 def _numbers(config: dict, prefix: str = "") -> list[tuple[str, float]]:
