@@ -91,14 +91,20 @@ def scheduler_in_tune(name: str, cands: list[dict], rep: int, storage: str,
         scheduler = tune.schedulers.HyperBandScheduler(max_t=N_INSTANCES, reduction_factor=3)
     # Tune's synchronous Hyperband stops nothing unless a whole band may be in flight.
     in_flight = 2 if name == "asha" else sum(hyperband_bracket_sizes(N_INSTANCES, 3))
+    start = time.perf_counter()
     results = tune.Tuner(
         noisy_instances,
         param_space={**{k: v for k, v in cands[0].items() if k != "x"},
                      "x": tune.grid_search([c["x"] for c in cands]), "instances": instances(rep)},
+        # Ray's HyperBandScheduler sometimes leaves one trial PAUSED after its last instance and
+        # never ends the run; the time budget ends it (every score is in by then)
         tune_config=tune.TuneConfig(metric="loss", mode="min", scheduler=scheduler,
-                                    max_concurrent_trials=in_flight, reuse_actors=True),
+                                    max_concurrent_trials=in_flight, reuse_actors=True,
+                                    time_budget_s=None if name == "asha" else 90),
         run_config=tune.RunConfig(storage_path=storage, name=f"{name}{grace}-{rep}",
                                   verbose=0)).fit()
+    if time.perf_counter() - start > 85:
+        print(f"rep {rep}: {name} did not end by itself (stopped by the time budget)", flush=True)
     rows = [(r.metrics["instances_seen"], r.metrics["loss"], r.config["x"]) for r in results]
     evaluations = sum(seen for seen, _, _ in rows)
     top = max(seen for seen, _, _ in rows)

@@ -48,3 +48,12 @@ def test_hypergradient_engine_never_imports_ray():
     loaded = loaded_after("import autometa.hypergrad, autometa.hypergrad.loop, "
                           "autometa.hypergrad.families, autometa.trial")
     assert "torch" in loaded and "ray" not in loaded
+
+
+def test_policy_files_load_without_torch_and_augmentation_never_imports_ray():
+    loaded = loaded_after("from autometa.augment import load_policy, PolicyDefinition\n"
+                          "import autometa.augment.policy_file")
+    assert "torch" not in loaded and "ray" not in loaded
+    loaded = loaded_after("import autometa.augment.ops, autometa.augment.policy, "
+                          "autometa.augment.transform")
+    assert "torch" in loaded and "ray" not in loaded

@@ -1,10 +1,25 @@
-"""Learned augmentation: differentiable image operations and policies (export: to come).
+"""Learned augmentation: differentiable image operations, policies, policy files and their
+torchvision transform.
 
-Needs torch, torchvision and kornia (the ``torch`` extra); nothing here imports Ray.
+The operations and policies need torch, torchvision and kornia (the ``torch`` extra); policy
+files (:mod:`autometa.augment.policy_file`) are read without them. Nothing here imports Ray.
 """
 
-from autometa.augment.ops import OPS, apply_op, physical_value, torchvision_apply
-from autometa.augment.policy import AugmentationPolicy, PolicyNoise, apply_policy, sample_noise
+from __future__ import annotations
 
-__all__ = ["OPS", "AugmentationPolicy", "PolicyNoise", "apply_op", "apply_policy",
-           "physical_value", "sample_noise", "torchvision_apply"]
+import importlib
+from typing import Any
+
+_LAZY = {"OPS": "ops", "apply_op": "ops", "physical_value": "ops", "torchvision_apply": "ops",
+         "AugmentationPolicy": "policy", "PolicyNoise": "policy", "apply_policy": "policy",
+         "sample_noise": "policy", "PolicyDefinition": "policy_file", "PolicyOp": "policy_file",
+         "load_policy": "policy_file", "save_policy": "policy_file",
+         "LearnedAugment": "transform"}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:  # torch only when an operation or a policy is used
+    if name not in _LAZY:
+        raise AttributeError(f"module 'autometa.augment' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"autometa.augment.{_LAZY[name]}"), name)

@@ -170,3 +170,13 @@ class AugmentationPolicy(nn.Module):
         with torch.no_grad():
             self.raw_probability.copy_(probability.clamp(1e-6, 1 - 1e-6).logit())
             self.raw_magnitude.copy_(magnitude.clamp(1e-6, 1 - 1e-6).logit())
+
+    def to_definition(self):
+        """The policy as plain numbers (:class:`~autometa.augment.policy_file.PolicyDefinition`),
+        to save as a policy file or to apply with torchvision (``LearnedAugment``)."""
+        from autometa.augment.policy_file import PolicyDefinition, PolicyOp
+
+        p, m = self.probability().detach().tolist(), self.magnitude().detach().tolist()
+        return PolicyDefinition(tuple(
+            tuple(PolicyOp(name, float(p[s][k]), float(m[s][k])) for k, name in enumerate(ops))
+            for s, ops in enumerate(self.sub_policies)))

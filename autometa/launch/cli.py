@@ -81,6 +81,13 @@ def _parser() -> argparse.ArgumentParser:
                                     "(default: RESULTS_DIR/autometa_report)")
     p.set_defaults(handler=_show)
 
+    p = sub.add_parser("policy", help="learned augmentation policy files",
+                       description="Inspect a learned augmentation policy file.")
+    policy = p.add_subparsers(dest="policy_command", metavar="ACTION", required=True)
+    q = policy.add_parser("show", help="print a policy file readably (exit 2 if it is bad)")
+    q.add_argument("file", metavar="FILE")
+    q.set_defaults(handler=_policy_show)
+
     p = sub.add_parser("curate", help="rank a dataset's samples by their dataset derivative",
                        description="Compute each sample's leave-one-out dataset derivative "
                                    "(weighted ridge on the features), flag suspects (likely "
@@ -288,6 +295,13 @@ def _curate(args: argparse.Namespace) -> int:
     if report.auroc is not None:
         print(f"AUROC of the derivative for the flipped labels: {report.auroc:.3f}")
     print("written: " + ", ".join(report.files))
+    return 0
+
+
+def _policy_show(args: argparse.Namespace) -> int:
+    from autometa.augment.policy_file import load_policy
+
+    print(f"{args.file}: " + load_policy(args.file).describe())
     return 0
 
 
