@@ -36,6 +36,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted: finished trials are saved; continue with --resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `autometa policy show FILE | head`
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (Python's documented remedy)
+        return 0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -87,6 +90,12 @@ def _parser() -> argparse.ArgumentParser:
     q = policy.add_parser("show", help="print a policy file readably (exit 2 if it is bad)")
     q.add_argument("file", metavar="FILE")
     q.set_defaults(handler=_policy_show)
+    q = policy.add_parser("export", help="write the best trial's learned policy to a file")
+    q.add_argument("results", metavar="RESULTS_DIR", help="an experiment folder")
+    q.add_argument("-o", "--output", help="policy file to write (default: RESULTS_DIR/policy.yaml)")
+    q.add_argument("--metric", help="rank trials by this result key (default: the experiment's)")
+    q.add_argument("--mode", choices=("min", "max"), help="with --metric")
+    q.set_defaults(handler=_policy_export)
 
     p = sub.add_parser("curate", help="rank a dataset's samples by their dataset derivative",
                        description="Compute each sample's leave-one-out dataset derivative "
@@ -302,6 +311,16 @@ def _policy_show(args: argparse.Namespace) -> int:
     from autometa.augment.policy_file import load_policy
 
     print(f"{args.file}: " + load_policy(args.file).describe())
+    return 0
+
+
+def _policy_export(args: argparse.Namespace) -> int:
+    from autometa.augment.policy_file import load_policy
+    from autometa.launch.policy import export_best_policy
+
+    file, trial = export_best_policy(args.results, args.output, args.metric, args.mode)
+    print(f"best trial {trial}: policy written to {file}")
+    print(load_policy(file).describe())
     return 0
 
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 TRAINABLES: dict[str, str] = {
     "digits_mlp": "autometa.trainables.digits:train_digits_mlp",
+    "digits_augment": "autometa.trainables.digits_augment:train_digits_augment",
     "digits_cnn": "autometa.trainables.digits:train_digits_cnn",
     "digits_cnn_decay": "autometa.trainables.digits_cnn_decay:train_digits_cnn_decay",
     "digits_group_weights": "autometa.trainables.digits_groups:digits_group_weights",

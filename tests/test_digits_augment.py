@@ -1,0 +1,82 @@
+"""The low-data digits trainable with a policy learned in-trial, and exporting the best
+trial's policy to a file that torchvision applies."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import textwrap
+
+import numpy as np
+import torch
+
+from autometa.augment import LearnedAugment, load_policy
+from autometa.launch.cli import main
+from autometa.trainables.digits_augment import low_data_indices
+
+
+def test_low_data_split_keeps_per_class_images_of_each_digit():
+    labels = np.repeat(np.arange(10), 30)
+    picked = low_data_indices(labels, 7, seed=1)
+    assert np.bincount(labels[picked]).tolist() == [7] * 10
+    assert not np.array_equal(picked, low_data_indices(labels, 7, seed=2))
+
+
+def test_learned_policy_trial_then_export(tmp_path, storage, ray_session, capsys):
+    file = tmp_path / "aug.yaml"
+    file.write_text(textwrap.dedent(f"""\
+        experiment:
+          name: aug
+          trainable: digits_augment
+          metric: val_loss
+          searcher: random
+          num_samples: 1
+          storage_path: {storage}
+          seed: 0
+        parameters:
+          per_class: 10
+          rounds: 3
+          inner_steps: 3
+          magnitude: 0.4
+          outer_lr: 0.2
+        """))
+    assert main(["run", str(file), "--quiet"]) == 0
+    rows = [json.loads(line) for f in glob.glob(os.path.join(storage, "aug", "*", "result.json"))
+            for line in open(f)]
+    assert len(rows) == 3
+    first, last = rows[0], rows[-1]
+    keys = [k for k in last if k.startswith("hparams/augment.")]
+    assert len(keys) == 2 * 16 and all(np.isfinite(last[f"hypergrad/{k[8:]}"]) for k in keys)
+    assert any(last[k] != first[k] for k in keys if "magnitude" in k)  # the policy moved
+    out = tmp_path / "policy.yaml"
+    capsys.readouterr()
+    assert main(["policy", "export", os.path.join(storage, "aug"), "-o", str(out)]) == 0
+    assert "policy written to" in capsys.readouterr().out
+    policy = load_policy(out)
+    magnitudes = [o.magnitude for sub in policy.sub_policies for o in sub]
+    # the last report has the values its round used; the file, those after its hyperstep
+    used = [last[f"hparams/augment.magnitude.{i}"] for i in range(16)]
+    assert np.allclose(magnitudes, used, atol=0.05) and magnitudes != [0.4] * 16
+    image = torch.rand(1, 8, 8)
+    assert LearnedAugment(policy)(image).shape == (1, 8, 8)
+
+
+def test_export_from_an_experiment_without_policies_is_a_clear_error(tmp_path, storage,
+                                                                     ray_session, capsys):
+    file = tmp_path / "q.yaml"
+    file.write_text(textwrap.dedent(f"""\
+        experiment:
+          name: q
+          trainable: quadratic
+          metric: loss
+          num_samples: 1
+          storage_path: {storage}
+        parameters:
+          x: {{type: uniform, low: 0, high: 1}}
+          iterations: 1
+        """))
+    assert main(["run", str(file), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["policy", "export", os.path.join(storage, "q")]) == 2
+    assert "saved no policy.yaml" in capsys.readouterr().err
