@@ -319,7 +319,7 @@ parameters:
 
 def test_race_from_a_file_interrupted_and_resumed(tmp_path, storage):
     file = tmp_path / "race.yaml"
-    file.write_text(RACE.format(storage=storage, sleep=1.0))
+    file.write_text(RACE.format(storage=storage, sleep=0.5))
     cmd, env, proc = _start_run(str(file))
     path = os.path.join(storage, "race")
     _wait_until(lambda: len(_trial_dirs(path)) >= 3)  # Tune syncs trial folders every few s

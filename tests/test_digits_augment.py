@@ -80,3 +80,25 @@ def test_export_from_an_experiment_without_policies_is_a_clear_error(tmp_path, s
     capsys.readouterr()
     assert main(["policy", "export", os.path.join(storage, "q")]) == 2
     assert "saved no policy.yaml" in capsys.readouterr().err
+
+
+def test_black_box_policy_space_from_a_file(tmp_path, storage, ray_session):
+    """An AutoAugment-style sub-policy space in a search-space file: the searcher draws the
+    operations, probabilities and magnitudes; the trials apply them with torchvision."""
+    import yaml
+
+    space = yaml.safe_load(open(os.path.join(os.path.dirname(os.path.dirname(__file__)),
+                                             "search_spaces", "augment_autoaugment.yaml")))
+    space["experiment"].update(name="bb", storage_path=storage, num_samples=2)
+    space["parameters"].update(rounds=2, inner_steps=2)
+    file = tmp_path / "bb.yaml"
+    file.write_text(yaml.safe_dump(space))
+    assert main(["run", str(file), "--quiet"]) == 0
+    results = glob.glob(os.path.join(storage, "bb", "*", "result.json"))
+    assert len(results) == 2
+    configs = [json.loads(open(f).readline())["config"]["augment"] for f in results]
+    assert all(c["kind"] == "autoaugment" and c["s0"]["op0"] in
+               ("rotate", "shear_x", "translate_x", "scale", "cutout") for c in configs)
+    rows = [json.loads(line) for f in results for line in open(f)]
+    assert all(0 <= r["val_accuracy"] <= 1 and "hparams/augment.magnitude.0" not in r
+               for r in rows)

@@ -63,7 +63,7 @@ def test_population_moves_toward_the_optimum_in_real_tune(ray_session, storage):
         param_space={"x": tune.grid_search(start), "iterations": 12, "report_hypergrad": True,
                      "checkpoint": True, "target": 0.5},
         tune_config=tune.TuneConfig(metric="loss", mode="min", scheduler=scheduler,
-                                    max_concurrent_trials=4),
+                                    max_concurrent_trials=4, reuse_actors=True),
         run_config=tune.RunConfig(storage_path=storage, verbose=0),
     ).fit()
     assert not results.errors
@@ -108,7 +108,8 @@ def test_state_survives_an_interrupted_and_restored_experiment(ray_session, stor
     tuner = tune.Tuner(
         quadratic, param_space=to_tune(space),
         tune_config=tune.TuneConfig(metric="loss", mode="min", num_samples=4,
-                                    scheduler=scheduler, max_concurrent_trials=2),
+                                    scheduler=scheduler, max_concurrent_trials=2,
+                                    reuse_actors=True),
         run_config=tune.RunConfig(name="pbt", storage_path=storage, verbose=0,
                                   callbacks=callbacks))
     tuner.fit()

@@ -51,7 +51,8 @@ def check_in_tune(factory: Factory, searcher: str | None, storage: str | None = 
         results = tune.Tuner(
             quadratic, param_space=to_tune(space),
             tune_config=tune.TuneConfig(metric="loss", mode="min", num_samples=6,
-                                        scheduler=factory(), max_concurrent_trials=2),
+                                        scheduler=factory(), max_concurrent_trials=2,
+                                        reuse_actors=True),  # as `autometa run` does
             run_config=tune.RunConfig(storage_path=storage or folder, verbose=0)).fit()
     assert not results.errors, f"trials failed: {results.errors}"
     assert len(results) == 6

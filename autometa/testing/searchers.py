@@ -180,7 +180,8 @@ def check_in_tune(factory: Factory, scheduler: Any = None, num_samples: int = 6,
             quadratic,
             tune_config=tune.TuneConfig(metric=METRIC, mode="min", num_samples=num_samples,
                                         search_alg=ConcurrencyLimiter(searcher, 2),
-                                        scheduler=scheduler),
+                                        scheduler=scheduler,
+                                        reuse_actors=True),  # as `autometa run` does
             run_config=tune.RunConfig(storage_path=storage or folder, verbose=0),
         )
         results = tuner.fit()

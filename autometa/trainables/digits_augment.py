@@ -6,7 +6,9 @@ training batch; its probabilities and magnitudes are hyperparameters of the trai
 learned by the in-trial hypergradient loop (:class:`~autometa.hypergrad.loop.HyperTrainer`:
 ``inner_steps`` weight steps, then one hyperstep against the validation split). With
 ``learn_policy: false`` the policy stays as initialized; with ``policy: []`` there is no
-augmentation (the baseline).
+augmentation (the baseline). With an ``augment`` mapping instead, the policy is a point of a
+black-box policy space (RandAugment, TrivialAugment, AutoAugment-style sub-policies:
+:mod:`autometa.augment.blackbox`) applied by torchvision, and nothing is learned in-trial.
 
 Config keys (all optional): ``per_class`` (20), ``policy`` (:data:`DEFAULT_POLICY`),
 ``probability`` (0.3) and ``magnitude`` (0.3) to start from, ``temperature`` (0.5),
@@ -33,6 +35,7 @@ import torch
 from ray import tune
 from torch import nn
 
+from autometa.augment.blackbox import augment_batch, make_transform
 from autometa.augment.policy import AugmentationPolicy
 from autometa.augment.policy_file import save_policy
 from autometa.data.digits import load_digits_splits
@@ -68,7 +71,8 @@ def train_digits_augment(config: dict[str, Any]) -> None:
     torch.manual_seed(seed)
     model = build_cnn(config).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=float(config.get("lr", 0.05)), momentum=0.9)
-    subs = config.get("policy", DEFAULT_POLICY)
+    transform = make_transform(config["augment"]) if "augment" in config else None
+    subs = [] if "augment" in config else config.get("policy", DEFAULT_POLICY)
     policy = AugmentationPolicy(subs, float(config.get("probability", 0.3)),
                                 float(config.get("magnitude", 0.3)),
                                 float(config.get("temperature", 0.5)), seed=seed) if subs else None
@@ -112,18 +116,19 @@ def train_digits_augment(config: dict[str, Any]) -> None:
                                trainer.values()["augment.magnitude"])
         else:
             metrics = {"train_loss": _plain_steps(model, optimizer, stream,
-                                                  int(config.get("inner_steps", 5)))}
+                                                  int(config.get("inner_steps", 5)), transform)}
         metrics.update(evaluate(model, t, "val"))
         metrics.update(evaluate(model, t, "test"))
         _report(metrics, trainer, policy)
 
 
 def _plain_steps(model: nn.Module, optimizer: torch.optim.Optimizer, stream: Any,
-                 steps: int) -> float:
+                 steps: int, transform: Any) -> float:
     model.train()
     losses = []
     for images, labels, _ in itertools.islice(stream, steps):
         optimizer.zero_grad()
+        images = augment_batch(images, transform)
         loss = nn.functional.cross_entropy(model(images.flatten(1)), labels)
         loss.backward()
         optimizer.step()
