@@ -122,3 +122,50 @@ def test_policy_parameters_move_after_one_hyperstep():
     assert ((values["augment.probability"] > 0) & (values["augment.probability"] < 1)).all()
     policy.load_values(values["augment.probability"], values["augment.magnitude"])
     assert torch.allclose(policy.probability(), values["augment.probability"], atol=1e-6)
+
+
+def test_policy_hypergradient_equals_finite_differences_at_an_optimum():
+    """Implicit differentiation through the relaxed policy: at converged weights (a convex
+    model, L-BFGS), d val_loss / d (probability, magnitude) equals central finite differences
+    of the validation loss after retraining, for fixed draws."""
+    from autometa.hypergrad.loop import HyperTrainer
+
+    x, y = digits(100, torch.float64)
+    xv, yv = digits(400, torch.float64)
+    xv, yv = xv[100:], yv[100:]
+
+    def fit(p, m):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10)).double()
+        policy = AugmentationPolicy([["rotate", "contrast"]], seed=0).double()
+        policy.load_values(p, m)
+        noise = policy.sample_noise(x)
+
+        def train_loss(view, batch, values):
+            images = policy.train_images(batch[0], batch[2], values)
+            return torch.nn.functional.cross_entropy(view(images), batch[1]) + \
+                1e-2 * sum((w ** 2).sum() for w in view.params.values())
+
+        def val_loss(view, batch, values):
+            return torch.nn.functional.cross_entropy(view(batch[0]), batch[1])
+
+        optimizer = torch.optim.LBFGS(model.parameters(), max_iter=100, history_size=50,
+                                      tolerance_grad=1e-12, tolerance_change=1e-14,
+                                      line_search_fn="strong_wolfe")
+        trainer = HyperTrainer(model, optimizer, policy.hyperparameters(), train_loss, val_loss,
+                               inner_steps=5, method="cg",
+                               method_options={"maxiter": 200, "tol": 1e-12}, outer_lr=0.0)
+        return trainer.step(itertools.repeat((x, y, noise)), (xv, yv), update=False)
+
+    p = torch.tensor([[0.6, 0.4]], dtype=torch.float64)
+    m = torch.tensor([[0.5, 0.7]], dtype=torch.float64)
+    grads = fit(p, m).hypergrads
+    h = 1e-4
+    for name in ("augment.probability", "augment.magnitude"):
+        for k in range(2):
+            step = torch.zeros_like(p)
+            step[0, k] = h
+            up = fit(p + step, m) if name.endswith("probability") else fit(p, m + step)
+            down = fit(p - step, m) if name.endswith("probability") else fit(p, m - step)
+            numeric = (up.val_loss - down.val_loss) / (2 * h)
+            assert float(grads[name][0, k]) == pytest.approx(numeric, rel=1e-3), (name, k)
