@@ -26,11 +26,18 @@ import time
 
 import numpy as np
 import ray
-from racing_selection import N_CONFIGS, N_INSTANCES, configs, full_choice, instances, true_best
+from racing_selection import (
+    N_CONFIGS,
+    N_INSTANCES,
+    configs,
+    full_choice,
+    instances,
+    simulated_race,
+    true_best,
+)
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler
 
-from autometa.racing import Race, RaceSettings
 from autometa.trainables.synthetic import instance_score
 
 FULL = N_CONFIGS * N_INSTANCES
@@ -65,16 +72,6 @@ def simulated_asha(cands: list[dict], rep: int, grace: int, reduction: int,
             del running[c]
     top = max(seen for seen, _, _ in ended)
     return min((loss, c) for seen, loss, c in ended if seen == top)[1], evaluations
-
-
-def simulated_race(cands: list[dict], rep: int, **settings) -> tuple[int, int]:
-    """(choice, evaluations) of one race."""
-    race = Race(len(cands), RaceSettings(max_instances=N_INSTANCES, **settings))
-    keys = instances(rep)
-    while (pair := race.next_pair()) is not None:
-        c, k = pair
-        race.record(c, k, instance_score(cands[c], keys[k]))
-    return race.best(), race.evaluations()
 
 
 def _interval(p: float, n: int) -> str:

@@ -123,8 +123,10 @@ def _loss_at(result, seen: int) -> float:
     return float(history.loc[history["instances_seen"] == seen, "loss"].iloc[-1])
 
 
-def simulated_race(cands: list[dict], rep: int) -> tuple[int, int]:
-    race = Race(len(cands), RaceSettings(min_instances=MIN_INSTANCES, max_instances=N_INSTANCES))
+def simulated_race(cands: list[dict], rep: int, **settings) -> tuple[int, int]:
+    """(choice, evaluations) of one race in-process (``settings``: of ``RaceSettings``)."""
+    race = Race(len(cands), RaceSettings(**{"min_instances": MIN_INSTANCES,
+                                            "max_instances": N_INSTANCES, **settings}))
     keys = instances(rep)
     while (pair := race.next_pair()) is not None:
         c, k = pair

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import tempfile
 from typing import Any
 
 import numpy as np
@@ -41,8 +40,7 @@ from autometa.augment.policy_file import save_policy
 from autometa.data.digits import load_digits_splits
 from autometa.hypergrad.loop import HyperTrainer
 from autometa.trainables.digits import build_cnn, evaluate, trial_device
-from autometa.trial.keys import hyperstep_metrics
-from autometa.trial.tune import STATE_FILE, restore_trainer
+from autometa.trial.tune import report_hyperstep, restore_trainer
 
 DEFAULT_POLICY = [["rotate", "translate_x"], ["shear_x", "contrast"], ["scale", "translate_y"],
                   ["rotate", "cutout"], ["shear_y", "brightness"], ["sharpness", "rotate"],
@@ -105,21 +103,22 @@ def train_digits_augment(config: dict[str, Any]) -> None:
                 yield x[rows], y[rows], noise
 
     stream = batches()
-    start = restore_trainer(trainer) and trainer.steps if trainer is not None else 0
+    start = trainer.steps if trainer is not None and restore_trainer(trainer) else 0
     learn = bool(config.get("learn_policy", True))
     for _ in range(int(start), int(config.get("rounds", 40))):
-        if trainer is not None:
-            result = trainer.step(stream, (t["x_val"], t["y_val"]), update=learn)
-            trainer.steps += 0 if learn else 1  # a round counts even when nothing is learned
-            metrics = hyperstep_metrics(result)
-            policy.load_values(trainer.values()["augment.probability"],
-                               trainer.values()["augment.magnitude"])
-        else:
+        if trainer is None:
             metrics = {"train_loss": _plain_steps(model, optimizer, stream,
-                                                  int(config.get("inner_steps", 5)), transform)}
-        metrics.update(evaluate(model, t, "val"))
-        metrics.update(evaluate(model, t, "test"))
-        _report(metrics, trainer, policy)
+                                                  int(config.get("inner_steps", 5)), transform),
+                       **evaluate(model, t, "val"), **evaluate(model, t, "test")}
+            tune.report(metrics)
+            continue
+        result = trainer.step(stream, (t["x_val"], t["y_val"]), update=learn)
+        trainer.steps += 0 if learn else 1  # a round counts even when nothing is learned
+        values = trainer.values()
+        policy.load_values(values["augment.probability"], values["augment.magnitude"])
+        report_hyperstep(trainer, result, {**evaluate(model, t, "val"), **evaluate(model, t, "test")},
+                         write=lambda folder: save_policy(policy.to_definition(),
+                                                          os.path.join(folder, "policy.yaml")))
 
 
 def _plain_steps(model: nn.Module, optimizer: torch.optim.Optimizer, stream: Any,
@@ -134,13 +133,3 @@ def _plain_steps(model: nn.Module, optimizer: torch.optim.Optimizer, stream: Any
         optimizer.step()
         losses.append(float(loss.detach()))
     return sum(losses) / len(losses)
-
-
-def _report(metrics: dict, trainer: Any, policy: AugmentationPolicy | None) -> None:
-    if trainer is None:
-        tune.report(metrics)
-        return
-    with tempfile.TemporaryDirectory() as folder:
-        torch.save(trainer.state_dict(), os.path.join(folder, STATE_FILE))
-        save_policy(policy.to_definition(), os.path.join(folder, "policy.yaml"))
-        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))

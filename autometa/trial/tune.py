@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -15,14 +16,18 @@ STATE_FILE = "hypertrainer.pt"
 
 
 def report_hyperstep(trainer: Any, result: Any, extra: dict[str, float] | None = None,
-                     checkpoint: bool = True) -> dict[str, float]:
-    """``tune.report`` the step's result keys (plus ``extra``), with the trainer's whole state."""
+                     checkpoint: bool = True,
+                     write: Callable[[str], None] | None = None) -> dict[str, float]:
+    """``tune.report`` the step's result keys (plus ``extra``), with the trainer's whole state;
+    ``write(folder)`` adds files of the trial's own to the checkpoint."""
     metrics = {**hyperstep_metrics(result), **(extra or {}), "hyperstep": trainer.steps}
     if not checkpoint:
         tune.report(metrics)
         return metrics
     with tempfile.TemporaryDirectory() as folder:
         torch.save(trainer.state_dict(), os.path.join(folder, STATE_FILE))
+        if write is not None:
+            write(folder)
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
     return metrics
 
