@@ -178,3 +178,39 @@ def test_group_hypergradients_follow_the_chain_rule():
         fd = (loo_error(x, one_hot(noisy, 3), up, 1.0) - loo_error(x, one_hot(noisy, 3), down,
                                                                      1.0)) / (2 * eps)
         assert by_class[name] == pytest.approx(float(fd), rel=1e-6)
+
+
+def test_relabel_keeps_agreed_replaces_confident_and_drops_the_rest():
+    from autometa.data.curation import relabel
+
+    labels = torch.tensor([0, 1, 2, 0, 1])
+    suspect = torch.tensor([False, True, True, True, False])
+    probs = torch.tensor([[0.1, 0.9, 0.0],      # unflagged: kept as labelled though the model disagrees
+                          [0.2, 0.7, 0.1],      # suspect, model agrees: kept
+                          [0.8, 0.1, 0.1],      # suspect, confident disagreement: relabelled to 0
+                          [0.1, 0.45, 0.45],    # suspect, unsure: dropped
+                          [0.3, 0.4, 0.3]])
+    new, keep = relabel(labels, suspect, probs, confidence=0.5)
+    assert new.tolist() == [0, 1, 0, 0, 1]
+    assert keep.tolist() == [True, True, True, False, True]
+    with pytest.raises(ValueError, match="confidence"):
+        relabel(labels, suspect, probs, confidence=1.0)
+    with pytest.raises(ValueError, match="N rows"):
+        relabel(labels, suspect[:3], probs)
+
+
+def test_two_pass_curation_recovers_flipped_labels():
+    """Suspects by the derivative, then a ridge model fitted without them relabels them."""
+    from autometa.data.curation import dataset_derivative, relabel, suspects
+    from autometa.data.loo import one_hot
+
+    x, labels, noisy = clusters(flip=(7, 20, 33, 46, 59))
+    _, grad = dataset_derivative(x, noisy, ridge=1.0)
+    flagged = suspects(grad, threshold=0.0)
+    assert flagged[[7, 20, 33, 46, 59]].all()
+    keep = ~flagged
+    w = torch.linalg.solve(x[keep].T @ x[keep] + torch.eye(x.shape[1], dtype=DT),
+                           x[keep].T @ one_hot(noisy[keep], 3))
+    new, use = relabel(noisy, flagged, (x @ w * 5).softmax(dim=1), confidence=0.5)
+    assert (new[use] == labels[use]).all()         # no wrong label left among those kept
+    assert use[[7, 20, 33, 46, 59]].all()          # the flipped ones got their labels back

@@ -11,6 +11,8 @@ of ones for a bias) and integer labels, with the weighted ridge model of
 * :func:`extension_scores`: for a pool of candidate samples, how adding each one changes the
   training samples' leave-one-out error (exactly, or to first order from the derivative at
   weight 0), to pick which samples to add.
+* :func:`relabel`: the second pass of curation: a model retrained on the unflagged samples
+  decides for each suspect whether to keep its label, take the model's, or drop it.
 * :func:`group_hypergradients`: the chain rule to per-group weights
   (:math:`\alpha_i = w_{g(i)} \Rightarrow \partial L/\partial w_g = \sum_{i \in g} \partial
   L/\partial \alpha_i`), reported as ``hypergrad/<name>`` for the gradient-based searchers.
@@ -115,6 +117,40 @@ def extension_scores(features: torch.Tensor, labels: torch.Tensor,
             added[n + j] = 1.0
             scores.append(train_error(added) - base)
     return torch.stack(scores)
+
+
+def relabel(labels: torch.Tensor, suspect: torch.Tensor, probabilities: torch.Tensor,
+            confidence: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Second pass of curation: suspects judged by a model trained without them.
+
+    For each suspect, with :math:`p` the model's class probabilities: keep its label when it is
+    the model's prediction (a hard but right sample); otherwise take the prediction when
+    :math:`\max_c p_c >` ``confidence``; otherwise drop the sample. Unflagged samples keep
+    their labels. ``probabilities`` should come from a model trained on the unflagged samples
+    only, so that it has not fitted the suspects' labels.
+
+    Args:
+        labels: Given labels (N,).
+        suspect: Boolean mask (N,), e.g. from :func:`suspects` (``threshold=0``).
+        probabilities: (N, C) class probabilities of that model for every sample.
+        confidence: Smallest top probability to replace a suspect's label.
+
+    Returns:
+        The new labels (N,) and the boolean mask of samples to train on.
+
+    Raises:
+        ValueError: mismatched shapes or ``confidence`` outside [0, 1).
+    """
+    if suspect.shape != labels.shape or probabilities.shape[0] != labels.shape[0]:
+        raise ValueError(f"labels {tuple(labels.shape)}, suspect {tuple(suspect.shape)} and "
+                         f"probabilities {tuple(probabilities.shape)} must have N rows each")
+    if not 0 <= confidence < 1:
+        raise ValueError(f"confidence must be in [0, 1), got {confidence}")
+    top, predicted = probabilities.max(dim=1)
+    agrees = predicted == labels
+    replace = suspect & ~agrees & (top > confidence)
+    new = torch.where(replace, predicted, labels)
+    return new, ~suspect | agrees | replace
 
 
 def group_hypergradients(derivative: torch.Tensor, groups: Sequence | torch.Tensor,

@@ -88,7 +88,7 @@ def train_digits_augment(config: dict[str, Any]) -> None:
     trainer = HyperTrainer(model, optimizer, hparams, train_loss, val_loss,
                            inner_steps=int(config.get("inner_steps", 5)),
                            method=config.get("method", "cg"),
-                           method_options={"maxiter": int(config.get("maxiter", 10))},
+                           method_options=_method_options(config),
                            damping=float(config.get("damping", 1e-2)),
                            outer_lr=float(config.get("outer_lr", 0.05))) if hparams else None
     rng = np.random.default_rng(seed)
@@ -119,6 +119,15 @@ def train_digits_augment(config: dict[str, Any]) -> None:
         report_hyperstep(trainer, result, {**evaluate(model, t, "val"), **evaluate(model, t, "test")},
                          write=lambda folder: save_policy(policy.to_definition(),
                                                           os.path.join(folder, "policy.yaml")))
+
+
+def _method_options(config: dict[str, Any]) -> dict[str, Any]:
+    """Solver options: ``maxiter`` (cg, fixed point), or ``terms`` and ``alpha`` (Neumann;
+    ``terms: 0`` with ``alpha`` the learning rate is DADA's one-step look-ahead)."""
+    if config.get("method", "cg") == "neumann":
+        return {"terms": int(config.get("terms", 0)),
+                "alpha": float(config.get("alpha", config.get("lr", 0.05)))}
+    return {"maxiter": int(config.get("maxiter", 10))}
 
 
 def _plain_steps(model: nn.Module, optimizer: torch.optim.Optimizer, stream: Any,
