@@ -9,6 +9,8 @@ one of ``--smoothing-grid`` with the best *validation* accuracy of clean trainin
 
 Detection (AUROC for the flipped samples):
   * dataset derivative: ``dLOO/dalpha`` of weighted ridge (ridge 1) on those features;
+  * the derivative of the ridge model's loss on the clean validation split instead
+    (``validation_derivative``, through the hypergradient engine: needs clean labelled data);
   * training loss of each sample under the trained network (the usual baseline);
   * Learning to Reweight: the share of epochs in which a sample got weight 0 while a second
     network trained with ``reweighted_step`` against 50 clean validation samples.
@@ -36,6 +38,7 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from autometa.data.curation import dataset_derivative, relabel, reweight, suspects
+from autometa.data.curation import validation_derivative as val_derivative
 from autometa.data.digits import load_digits_splits
 from autometa.hypergrad.reweight import reweighted_step
 from autometa.launch.curate import flip_labels
@@ -114,6 +117,11 @@ def run(rate: float, seed: int) -> dict[str, float]:
     out["t_derivative"] = time.perf_counter() - start
     out["auroc_derivative"] = roc_auc_score(flipped, grad.numpy())
     out["auroc_loss"] = roc_auc_score(flipped, losses.numpy())
+    with torch.no_grad():
+        val_feats = net[:2](torch.as_tensor(d.x_val)).double()
+    phi_val = torch.cat([val_feats, torch.ones(len(val_feats), 1, dtype=torch.float64)], dim=1)
+    _, val_grad = val_derivative(phi, noisy, phi_val, torch.as_tensor(d.y_val), ridge=1.0)
+    out["auroc_val_derivative"] = roc_auc_score(flipped, val_grad.numpy())
     start = time.perf_counter()
     _, zeroed = l2rw_scores(x, noisy, xv, yv, seed)
     out["t_l2rw"] = time.perf_counter() - start
@@ -163,13 +171,15 @@ def main() -> None:
     SMOOTHING = max(scores, key=scores.get)
     print("# clean validation accuracy by label smoothing: "
           + ", ".join(f"{s}: {v:.4f}" for s, v in scores.items()) + f" -> {SMOOTHING}")
-    keys = ("auroc_derivative", "auroc_loss", "auroc_l2rw", "acc_noisy", "acc_removed",
+    keys = ("auroc_derivative", "auroc_val_derivative", "auroc_loss", "auroc_l2rw", "acc_noisy",
+            "acc_removed",
             "acc_positive", "acc_curated", "acc_reweighted", "acc_clean")
-    print("\n| flipped | AUROC derivative | AUROC train loss | AUROC L2RW | acc noisy | "
+    print("\n| flipped | AUROC derivative | AUROC validation derivative | AUROC train loss | "
+          "AUROC L2RW | acc noisy | "
           "acc removed (share = rate) | acc removed (derivative > 0) | acc curated (removed, "
           "relabelled) | acc DIVA reweighted | acc clean | curated: kept / wrong labels | "
           "cost derivative / curation / reweight / L2RW (x one training) |")
-    print("|---" * 13 + "|")
+    print("|---" * 14 + "|")
     for rate in args.rates:
         runs = [run(rate, seed) for seed in args.seeds]
         mean = {k: float(np.mean([r[k] for r in runs])) for k in runs[0]}

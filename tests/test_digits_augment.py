@@ -102,3 +102,26 @@ def test_black_box_policy_space_from_a_file(tmp_path, storage, ray_session):
     rows = [json.loads(line) for f in results for line in open(f)]
     assert all(0 <= r["val_accuracy"] <= 1 and "hparams/augment.magnitude.0" not in r
                for r in rows)
+
+
+def test_failed_learned_policy_trial_resumes_exactly(storage, ray_session):
+    """Batches and augmentation draws follow (seed, batch index), so a trial retried from its
+    checkpoint reports what the uninterrupted trial reported."""
+    from ray import tune
+
+    from autometa.trainables.digits_augment import train_digits_augment
+
+    def fit(config, name):
+        return tune.Tuner(train_digits_augment, param_space=config, run_config=tune.RunConfig(
+            storage_path=storage, name=name, verbose=0,
+            failure_config=tune.FailureConfig(max_failures=1))).fit()
+
+    config = {"per_class": 5, "rounds": 4, "inner_steps": 2, "outer_lr": 0.2, "seed": 3}
+    straight = fit(config, "aug-straight")[0].metrics_dataframe
+    broken = fit({**config, "fail_at_round": 2}, "aug-broken")
+    assert not broken.errors
+    history = broken[0].metrics_dataframe
+    assert history["hyperstep"].tolist() == straight["hyperstep"].tolist() == [1, 2, 3, 4]
+    np.testing.assert_allclose(history["val_loss"], straight["val_loss"], rtol=1e-6)
+    np.testing.assert_allclose(history["hparams/augment.probability.5"],
+                               straight["hparams/augment.probability.5"], rtol=1e-6)

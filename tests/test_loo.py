@@ -214,3 +214,37 @@ def test_two_pass_curation_recovers_flipped_labels():
     new, use = relabel(noisy, flagged, (x @ w * 5).softmax(dim=1), confidence=0.5)
     assert (new[use] == labels[use]).all()         # no wrong label left among those kept
     assert use[[7, 20, 33, 46, 59]].all()          # the flipped ones got their labels back
+
+
+@pytest.mark.parametrize("method", ["cg", "exact"])
+def test_validation_derivative_by_the_engine_matches_finite_differences(method):
+    from autometa.data.curation import dataset_derivative, suspects, validation_derivative
+
+    x, labels, noisy = clusters()
+    xv, yv, _ = clusters(n=60, flip=(), seed=5)       # same centres, fresh clean samples
+    weights = torch.linspace(0.5, 1.5, len(noisy), dtype=DT)
+    val, grad = validation_derivative(x, noisy, xv, yv, weights, ridge=1.0, method=method)
+
+    def loss(alpha):
+        eye = torch.eye(x.shape[1], dtype=DT)
+        y = one_hot(noisy, 3)
+        w = torch.linalg.solve(x.T @ (alpha[:, None] * x) + eye, x.T @ (alpha[:, None] * y))
+        return ((one_hot(yv, 3) - xv @ w) ** 2).sum(1).mean()
+
+    assert val == pytest.approx(float(loss(weights)), rel=1e-12)
+    # against autograd through the closed form, every sample
+    alpha = weights.clone().requires_grad_(True)
+    (reference,) = torch.autograd.grad(loss(alpha), alpha)
+    assert torch.allclose(grad, reference, rtol=1e-8, atol=1e-14)
+    # against central differences where the derivative is large (flipped labels)
+    eps = 1e-5
+    for i in (7, 20, 33):
+        step = torch.zeros_like(weights)
+        step[i] = eps
+        fd = (float(loss(weights + step)) - float(loss(weights - step))) / (2 * eps)
+        assert float(grad[i]) == pytest.approx(fd, rel=1e-6)
+    # both derivatives point at the flipped labels
+    _, loo = dataset_derivative(x, noisy, weights, ridge=1.0)
+    for derivative in (grad, loo):
+        flagged = set(torch.nonzero(suspects(derivative, share=3 / 90)).flatten().tolist())
+        assert flagged == {7, 20, 33}

@@ -6,6 +6,8 @@ of ones for a bias) and integer labels, with the weighted ridge model of
 
 * :func:`suspects`: samples whose up-weighting raises the leave-one-out error most (a wrong
   label is the typical cause), flagged by a share or a threshold.
+* :func:`validation_derivative`: the same per-sample derivative of a separate validation
+  loss, through the hypergradient engine (implicit differentiation), for comparison.
 * :func:`reweight`: projected gradient descent on :math:`\alpha` in a box (DIVA's reweighting),
   keeping the weights with the lowest leave-one-out error.
 * :func:`extension_scores`: for a pool of candidate samples, how adding each one changes the
@@ -25,6 +27,7 @@ from collections.abc import Mapping, Sequence
 import torch
 
 from autometa.data.loo import loo_gradient, loo_residuals, one_hot
+from autometa.hypergrad.implicit import hypergradient
 
 
 def dataset_derivative(features: torch.Tensor, labels: torch.Tensor,
@@ -32,6 +35,44 @@ def dataset_derivative(features: torch.Tensor, labels: torch.Tensor,
                        classes: int | None = None) -> tuple[float, torch.Tensor]:
     """Leave-one-out error and :math:`\\partial L_{LOO}/\\partial \\alpha` for labelled samples."""
     return loo_gradient(features, one_hot(labels, classes, features.dtype), weights, ridge)
+
+
+def validation_derivative(features: torch.Tensor, labels: torch.Tensor,
+                          val_features: torch.Tensor, val_labels: torch.Tensor,
+                          weights: torch.Tensor | None = None, ridge: float = 1e-3,
+                          classes: int | None = None, method: str = "cg",
+                          **options: float) -> tuple[float, torch.Tensor]:
+    r"""Validation loss of weighted ridge and its derivative per training sample weight.
+
+    Inner problem :math:`W^*(\alpha) = \arg\min_W \sum_i \alpha_i \|y_i - W^\top\phi_i\|^2
+    + \lambda \|W\|^2` (solved in closed form); outer loss
+    :math:`L_{val} = \frac{1}{M}\sum_j \|y_j - W^{*\top}\phi_j\|^2`; the derivative
+    :math:`dL_{val}/d\alpha = -\nabla_W L_{val}^\top H^{-1} \partial^2 L_{train}/\partial W
+    \partial\alpha` by the implicit function theorem, computed by
+    :func:`autometa.hypergrad.implicit.hypergradient` with ``method`` (``cg`` by default, run
+    to convergence: the inner problem is quadratic). Needs labelled validation data, which the
+    leave-one-out derivative does not.
+    """
+    classes = classes or int(max(labels.max(), val_labels.max())) + 1
+    y, yv = one_hot(labels, classes, features.dtype), one_hot(val_labels, classes, features.dtype)
+    alpha = torch.ones(len(labels), dtype=features.dtype, device=features.device) \
+        if weights is None else weights.to(features.dtype)
+    eye = torch.eye(features.shape[1], dtype=features.dtype, device=features.device)
+    w = torch.linalg.solve(features.T @ (alpha[:, None] * features) + ridge * eye,
+                           features.T @ (alpha[:, None] * y))
+
+    def train_loss(p: dict, h: dict) -> torch.Tensor:
+        residual = y - features @ p["w"]
+        return (h["alpha"] * (residual ** 2).sum(dim=1)).sum() + ridge * (p["w"] ** 2).sum()
+
+    def val_loss(p: dict, h: dict) -> torch.Tensor:
+        return ((yv - val_features @ p["w"]) ** 2).sum(dim=1).mean()
+
+    options = {"maxiter": 4 * features.shape[1] * classes, "tol": 1e-12, **options} \
+        if method == "cg" else options
+    grads = hypergradient(train_loss, val_loss, {"w": w}, {"alpha": alpha}, method=method,
+                          check=False, **options)
+    return float(val_loss({"w": w}, {})), grads["alpha"]
 
 
 def suspects(derivative: torch.Tensor, share: float | None = 0.1,
