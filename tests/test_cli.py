@@ -444,3 +444,14 @@ def test_a_failing_trial_is_recorded_and_fail_fast_stops_the_search(tmp_path, st
     else:
         assert code == 0 and "4 trial(s) failed" in out and "Best config:" in out
         assert len(errors) == 4 and len(finished) == 4  # the search went on
+
+
+def test_the_resume_hint_repeats_the_overrides():
+    from autometa.launch.cli import _parser, resume_command
+
+    args = _parser().parse_args(["run", "my space.yaml", "--storage-path", "/tmp/r", "--name",
+                                 "aug", "--resources", "cpu=2,gpu=0.5", "--quiet"])
+    assert resume_command(args) == ("autometa run 'my space.yaml' --storage-path /tmp/r "
+                                    "--name aug --resources cpu=2,gpu=0.5 --resume")
+    plain = _parser().parse_args(["run", "s.yaml", "--resume"])
+    assert resume_command(plain) == "autometa run s.yaml --resume"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 
@@ -184,12 +185,26 @@ def _run(args: argparse.Namespace) -> int:
     code = _report(results, path, exp.metric, exp.mode)
     if exp.fail_fast and getattr(results, "errors", None):
         print(f"stopped at the first failed trial (fail_fast: true); after a fix, continue "
-              f"with: autometa run {args.file} --resume", file=sys.stderr)
+              f"with: {resume_command(args)}", file=sys.stderr)
         return 1
     if sigint.received or _unfinished(results):  # Ctrl-C: Tune saved the state
-        print(f"interrupted: continue with: autometa run {args.file} --resume", file=sys.stderr)
+        print(f"interrupted: continue with: {resume_command(args)}", file=sys.stderr)
         return 130
     return code
+
+
+def resume_command(args: argparse.Namespace) -> str:
+    """The ``autometa run`` command that continues this run: same file and overrides."""
+    words = ["autometa", "run", args.file]
+    for flag, value in (("--searcher", args.searcher), ("--scheduler", args.scheduler),
+                        ("--num-samples", args.num_samples),
+                        ("--storage-path", args.storage_path), ("--name", args.name),
+                        ("--address", args.address)):
+        if value is not None:
+            words += [flag, str(value)]
+    if args.resources:
+        words += ["--resources", ",".join(f"{k}={v:g}" for k, v in args.resources.items())]
+    return shlex.join(words + ["--resume"])
 
 
 class _SigintWatch:
