@@ -158,3 +158,31 @@ def test_a_saved_trial_that_is_not_readded_falls_back_to_a_fresh_scheduler(caplo
         restored.choose_trial_to_run(None)  # the first other hook: t3 will not come
     assert "not restored" in caplog.text and "t3" in caplog.text
     assert _live(restored) == {"t1", "t2"}  # the unfinished ones, in fresh brackets
+
+
+def test_a_trial_ending_by_itself_does_not_strand_paused_ones(ray_session, storage):
+    """A trial that ends on its own while the others of its bracket wait at the last milestone
+    finishes the bracket; Ray's HyperBandScheduler then left them PAUSED forever (it hangs on
+    this run). (``bohb``'s scheduler shares the fix; it needs the BOHB searcher to run.)"""
+    import time
+
+    from ray import tune
+
+    def trainable(config):
+        for _ in range(config["iterations"]):
+            tune.report({"loss": config["x"]})
+
+    start = time.monotonic()
+    results = tune.Tuner(
+        trainable,
+        param_space={"x": tune.grid_search([round(0.1 * i, 1) for i in range(1, 10)]),
+                     # the third best ends after 2 iterations, before the milestone at 3
+                     "iterations": tune.sample_from(lambda c: 2 if c["x"] == 0.3 else 9)},
+        tune_config=tune.TuneConfig(scheduler=ResumableHyperBandScheduler(
+            metric="loss", mode="min", max_t=9, reduction_factor=3),
+                                    time_budget_s=90, reuse_actors=True),
+        run_config=tune.RunConfig(storage_path=storage, name="strand",
+                                  verbose=0)).fit()
+    assert time.monotonic() - start < 80, "the run waited for its time budget: trials stranded"
+    by_x = {r.config["x"]: r.metrics["training_iteration"] for r in results}
+    assert by_x[0.1] == by_x[0.2] == 9 and by_x[0.3] == 2

@@ -140,7 +140,8 @@ class ResumableMixin:
 
 
 class _BracketsReconciled(ResumableMixin):
-    """Restored Hyperband brackets made to agree with the restored trial statuses.
+    """Restored Hyperband brackets made to agree with the restored trial statuses (and
+    brackets that move on when a trial ends by itself between milestones).
 
     A bracket waits for each of its live trials to reach its milestone, so a live trial that
     Tune has finished would hold the bracket forever, and an unfinished trial outside every
@@ -180,6 +181,29 @@ class _BracketsReconciled(ResumableMixin):
             if trial.status == Trial.PENDING:
                 tune_controller.stop_trial(trial)
         return super().choose_trial_to_run(tune_controller, *args, **kwargs)
+
+    def on_trial_remove(self, tune_controller: Any, trial: Trial) -> None:
+        self._ready()
+        bracket = self._trial_info[trial][0] if trial in self._trial_info else None
+        super().on_trial_remove(tune_controller, trial)
+        # A trial that ends by itself can be the last one a bracket waited for: the bracket is
+        # then finished, and Ray leaves the trials paused at its last milestone paused forever.
+        if bracket is not None and bracket.finished() and not bracket.is_being_processed:
+            bracket.is_being_processed = True  # their removals must not come back here
+            try:
+                bracket.cleanup_full(tune_controller)
+            finally:
+                bracket.is_being_processed = False
+
+    def _process_bracket(self, tune_controller: Any, bracket: Any) -> str:
+        # Ray sets ``is_being_processed`` to keep a removal during the processing from
+        # processing the bracket again, and never clears it: a removal after the bracket's
+        # first halving then no longer moves the bracket on. Clear it once the processing is
+        # done.
+        try:
+            return super()._process_bracket(tune_controller, bracket)
+        finally:
+            bracket.is_being_processed = False
 
     def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict) -> str:
         self._ready()

@@ -15,7 +15,8 @@ Config keys (all optional): ``per_class`` (20), ``policy`` (:data:`DEFAULT_POLIC
 hypersteps raise what helps), ``temperature`` (0.5),
 ``learn_policy`` (true), ``rounds`` (40: reports, each after one hyperstep), ``inner_steps``
 (5), ``batch_size`` (64), ``lr`` (0.05, SGD with momentum 0.9), ``hidden`` (16),
-``method`` (``cg``), ``maxiter`` (10), ``damping`` (0.01), ``outer_lr`` (0.05), ``seed`` (0),
+``method`` (``cg``; ``neumann`` with ``terms`` (0) and ``alpha`` (``lr``) is DADA's one-step
+look-ahead), ``maxiter`` (10), ``damping`` (0.01), ``outer_lr`` (0.05), ``seed`` (0),
 ``fail_at_round`` (fault injection for tests: raise at that round unless restored). Batches and
 augmentation draws depend only on the seed and the batch's index, so a trial restored from its
 checkpoint goes on exactly as it would have.
