@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from autometa.data.loo import loo_gradient, loo_residuals, one_hot
+from autometa.data.loo import loo_gradient, loo_residuals, one_hot, weighted_ridge
 from autometa.hypergrad.implicit import hypergradient
 
 
@@ -57,9 +57,7 @@ def validation_derivative(features: torch.Tensor, labels: torch.Tensor,
     y, yv = one_hot(labels, classes, features.dtype), one_hot(val_labels, classes, features.dtype)
     alpha = torch.ones(len(labels), dtype=features.dtype, device=features.device) \
         if weights is None else weights.to(features.dtype)
-    eye = torch.eye(features.shape[1], dtype=features.dtype, device=features.device)
-    w = torch.linalg.solve(features.T @ (alpha[:, None] * features) + ridge * eye,
-                           features.T @ (alpha[:, None] * y))
+    w = weighted_ridge(features, y, alpha, ridge)
 
     def train_loss(p: dict, h: dict) -> torch.Tensor:
         residual = y - features @ p["w"]

@@ -55,6 +55,15 @@ def _check(features: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor,
         raise ValueError("weights must be >= 0")
 
 
+def weighted_ridge(features: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor,
+                   ridge: float) -> torch.Tensor:
+    r""":math:`W = (\Phi^\top A \Phi + \lambda I)^{-1} \Phi^\top A Y` (D x C), the weighted
+    ridge model itself (differentiable in the weights)."""
+    eye = torch.eye(features.shape[1], dtype=features.dtype, device=features.device)
+    return torch.linalg.solve(features.T @ (weights[:, None] * features) + ridge * eye,
+                              features.T @ (weights[:, None] * targets))
+
+
 def _residuals_primal(features: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor,
                       ridge: float) -> torch.Tensor:
     d = features.shape[1]

@@ -28,7 +28,7 @@ import torch
 
 from autometa.data.curation import group_hypergradients
 from autometa.data.digits import load_digits_standardized
-from autometa.data.loo import loo_error, one_hot
+from autometa.data.loo import loo_error, one_hot, weighted_ridge
 
 CLASSES = 10
 
@@ -78,11 +78,8 @@ def _with_bias(x: np.ndarray) -> torch.Tensor:
 
 def _held_out(features: torch.Tensor, targets: torch.Tensor, alpha: torch.Tensor, ridge: float,
               data: Any) -> dict[str, torch.Tensor]:
-    # W = (Phi^T A Phi + lambda I)^{-1} Phi^T A Y, scored on the clean held-out samples
-    eye = torch.eye(features.shape[1], dtype=torch.float64)
-    w = torch.linalg.solve(features.T @ (alpha[:, None] * features) + ridge * eye,
-                           features.T @ (alpha[:, None] * targets))
-    scores = _with_bias(data.x_val) @ w
+    # the weighted ridge model, scored on the clean held-out samples
+    scores = _with_bias(data.x_val) @ weighted_ridge(features, targets, alpha, ridge)
     truth = torch.as_tensor(np.asarray(data.y_val))
     return {"val_loss": ((scores - one_hot(truth, CLASSES)) ** 2).sum(dim=1).mean(),
             "val_accuracy": (scores.argmax(dim=1) == truth).double().mean()}
