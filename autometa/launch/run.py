@@ -39,9 +39,7 @@ def build_tuner(space: Space, exp: Experiment, *, experiment_dir: str | None = N
     from autometa.schedulers import POPULATION_SCHEDULERS, make_scheduler
     from autometa.schedulers.persist import state_callbacks
     from autometa.searchers import make_searcher
-    from autometa.trainables import resolve_trainable
-
-    trainable = tune.with_resources(resolve_trainable(exp.trainable), _resources(exp))
+    trainable = _trainable(exp)
     num_samples = exp.num_samples
     options = dict(exp.searcher.options)
     if exp.searcher.name == "grid":
@@ -85,10 +83,7 @@ def build_tuner(space: Space, exp: Experiment, *, experiment_dir: str | None = N
 
 def restore_tuner(space: Space, exp: Experiment, experiment_dir: str) -> tune.Tuner:
     """Reopen an interrupted experiment: finished trials stay, unfinished ones resume."""
-    from autometa.trainables import resolve_trainable
-
-    trainable = tune.with_resources(resolve_trainable(exp.trainable), _resources(exp))
-    return tune.Tuner.restore(experiment_dir, trainable=trainable, resume_unfinished=True,
+    return tune.Tuner.restore(experiment_dir, trainable=_trainable(exp), resume_unfinished=True,
                               resume_errored=True)
 
 
@@ -153,6 +148,15 @@ def _location(exp: Experiment, experiment_dir: str | None) -> tuple[str, str]:
     if experiment_dir:
         return os.path.dirname(experiment_dir), os.path.basename(experiment_dir)
     return os.path.abspath(os.path.expanduser(exp.storage_path)), exp.name
+
+
+def _trainable(exp: Experiment) -> Any:
+    """The experiment's trainable, with its resources; its worker waits for it at exit."""
+    from autometa.trainables import resolve_trainable
+    from autometa.trial.exit import finish_before_exit
+
+    return tune.with_resources(finish_before_exit(resolve_trainable(exp.trainable)),
+                               _resources(exp))
 
 
 def _resources(exp: Experiment) -> dict[str, float]:

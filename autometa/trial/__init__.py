@@ -13,8 +13,12 @@ key                         meaning
 
 A tensor-valued hyperparameter ``<name>`` is reported element by element as
 ``<name>.<i>`` (flattened index).
+
+:func:`finish_before_exit` wraps a function trainable that holds PyTorch tensors so that its
+worker does not abort when Tune stops it (``autometa run`` wraps every trainable).
 """
 
+from autometa.trial.exit import finish_before_exit
 from autometa.trial.keys import HPARAM_PREFIX, HYPERGRAD_PREFIX, hyperstep_metrics
 
-__all__ = ["HPARAM_PREFIX", "HYPERGRAD_PREFIX", "hyperstep_metrics"]
+__all__ = ["HPARAM_PREFIX", "HYPERGRAD_PREFIX", "finish_before_exit", "hyperstep_metrics"]

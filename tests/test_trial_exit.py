@@ -1,0 +1,113 @@
+"""A trial's training thread finishes before its worker process exits (no abort when stopped)."""
+
+from __future__ import annotations
+
+import functools
+import glob
+import inspect
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+from ray import tune
+
+from autometa.trial import finish_before_exit
+
+# A daemon thread (as Tune runs a function trainable) frees many tensors after SystemExit
+# (as Tune stops it) while the process exits: Python cuts it off inside a PyTorch destructor.
+_SCRIPT = textwrap.dedent("""
+    import sys, threading, torch
+    from autometa.trial import finish_before_exit
+
+    ready, stop = threading.Event(), threading.Event()
+
+    def train(config):
+        tensors = [torch.ones(2, requires_grad=True) * 2 for _ in range(100_000)]
+        ready.set()
+        stop.wait()
+        sys.exit(0)  # Tune's report() on a stopped trial
+
+    def run(fn):
+        try:
+            fn({})
+        except SystemExit:
+            pass
+
+    fn = finish_before_exit(train) if sys.argv[1] == "wrapped" else train
+    threading.Thread(target=run, args=(fn,), daemon=True).start()
+    ready.wait()
+    stop.set()  # and the main thread exits at once
+""")
+
+
+def test_the_process_waits_for_the_training_thread_at_exit():
+    bare, wrapped = (subprocess.Popen([sys.executable, "-c", _SCRIPT, variant],
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                     for variant in ("bare", "wrapped"))
+    _, bare_err = bare.communicate(timeout=120)
+    _, wrapped_err = wrapped.communicate(timeout=120)
+    assert bare.returncode != 0, "the scenario no longer aborts: this test checks nothing"
+    assert wrapped.returncode == 0, wrapped_err[-2000:]
+    assert "Fatal Python error" not in wrapped_err
+
+
+def test_wrapping_keeps_what_tune_reads():
+    def my_trainable(config, extra=1):
+        return config, extra
+
+    wrapped = finish_before_exit(my_trainable)
+    assert wrapped.__name__ == "my_trainable"
+    assert list(inspect.signature(wrapped).parameters) == ["config", "extra"]
+    assert wrapped({"a": 1}) == ({"a": 1}, 1)  # called on the main thread: nothing remembered
+
+    class MyTrainable(tune.Trainable):
+        pass
+
+    partial = functools.partial(my_trainable, extra=2)
+    assert finish_before_exit(MyTrainable) is MyTrainable
+    assert finish_before_exit(partial) is partial
+
+
+def test_trials_stopped_by_tune_do_not_abort_their_workers(ray_session, storage):
+    import ray
+
+    def tensor_heavy_trainable(config):
+        import torch
+
+        tensors = [torch.ones(2, requires_grad=True) * 2 for _ in range(150_000)]  # noqa: F841
+        for i in range(100):
+            tune.report({"loss": float(i)})
+
+    tune.Tuner(finish_before_exit(tensor_heavy_trainable),
+               param_space={"x": tune.grid_search([0, 1, 2, 3])},
+               tune_config=tune.TuneConfig(reuse_actors=False),  # each stopped actor exits
+               run_config=tune.RunConfig(stop={"training_iteration": 1}, storage_path=storage,
+                                         name="exit", verbose=0)).fit()
+    logs = ray._private.worker._global_node.get_logs_dir_path()
+    deadline, files = time.monotonic() + 60, []
+    while time.monotonic() < deadline:  # a worker aborts, if it does, as it exits
+        files = [f for f in glob.glob(os.path.join(logs, "worker-*.err"))
+                 if ":actor_name:tensor_heavy_trainable" in _read(f)]
+        if len(files) >= 4 and not any(_running(f) for f in files):
+            break
+        time.sleep(0.5)
+    assert len(files) >= 4 and not any(_running(f) for f in files)
+    aborted = [f for f in files if "Fatal Python error" in _read(f) or "SIGABRT" in _read(f)]
+    assert not aborted, _read(aborted[0])[-3000:]
+
+
+def _read(path: str) -> str:
+    with open(path, errors="replace") as f:
+        return f.read()
+
+
+def _running(err_file: str) -> bool:
+    """Whether the worker of ``worker-<id>-<job>-<pid>.err`` is still a live process."""
+    pid = int(os.path.basename(err_file)[:-len(".err")].rsplit("-", 1)[1])
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
+    except FileNotFoundError:
+        return False
