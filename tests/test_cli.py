@@ -192,6 +192,8 @@ def test_resume_after_interrupt_runs_no_finished_trial_again(tmp_path, storage):
     proc.send_signal(signal.SIGINT)
     output = proc.communicate(timeout=120)[0]
     assert len(_finished(path)) < 8, f"the run finished before the interrupt:\n{output}"
+    assert "interrupted: continue with: autometa run" in output, output
+    assert "Tuner.restore" not in output, output  # Tune's Python hint, not for the CLI
     before = {trial: _rows(path, trial) for trial in _finished(path)}
     resumed = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, env=env,
                              timeout=300)

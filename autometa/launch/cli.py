@@ -179,6 +179,8 @@ def _run(args: argparse.Namespace) -> int:
 
     print(f"autometa: {exp.searcher.name} searcher, {exp.scheduler.name} scheduler, "
           f"{exp.trainable} trainable, metric {exp.metric} ({exp.mode})", flush=True)
+    # Tune's hint to resume is Python; we print the command (below)
+    logging.getLogger("ray.tune.tune").addFilter(_no_tuner_restore_hint)
     with _SigintWatch() as sigint:
         results, path = run_experiment(space, overrides, resume=args.resume,
                                        address=args.address, verbose=args.verbosity)
@@ -236,6 +238,11 @@ class _SigintWatch:
         if self._active:
             self.received = signal.getsignal(signal.SIGINT) is self._handler
             signal.signal(signal.SIGINT, self._previous)
+
+
+def _no_tuner_restore_hint(record: logging.LogRecord) -> bool:
+    """Drop Tune's "Resume experiment with: Tuner.restore(...)": Python, not a command."""
+    return "Tuner.restore(" not in record.getMessage()
 
 
 def _unfinished(results: object) -> int:
