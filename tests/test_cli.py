@@ -179,6 +179,8 @@ def test_synchronous_hyperband_with_too_few_trials_in_flight_is_an_error(tmp_pat
 def test_show_on_a_folder_without_results_exits_2(tmp_path, capsys):
     assert main(["show", str(tmp_path)]) == 2
     assert "not a Tune experiment folder" in capsys.readouterr().err
+    assert main(["show", str(tmp_path / "missing")]) == 2
+    assert f"{tmp_path / 'missing'}: no such folder" in capsys.readouterr().err
 
 
 def test_resume_after_interrupt_runs_no_finished_trial_again(tmp_path, storage):

@@ -45,7 +45,9 @@ def summarize(path: str, metric: str | None = None, mode: str | None = None) -> 
     from ray.tune import ExperimentAnalysis
 
     path = os.path.abspath(os.path.expanduser(path))
-    if not os.path.isdir(path) or not any(f.startswith("experiment_state") for f in os.listdir(path)):
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"{path}: no such folder")
+    if not any(f.startswith("experiment_state") for f in os.listdir(path)):
         raise FileNotFoundError(f"{path}: not a Tune experiment folder (no experiment_state file)")
     analysis = ExperimentAnalysis(path)
     saved = _saved_experiment(path)
