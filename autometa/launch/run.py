@@ -39,6 +39,7 @@ def build_tuner(space: Space, exp: Experiment, *, experiment_dir: str | None = N
     from autometa.schedulers import POPULATION_SCHEDULERS, make_scheduler
     from autometa.schedulers.persist import state_callbacks
     from autometa.searchers import make_searcher
+
     trainable = _trainable(exp)
     num_samples = exp.num_samples
     options = dict(exp.searcher.options)

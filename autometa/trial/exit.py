@@ -23,8 +23,6 @@ JOIN_AT_EXIT_S = 2.0
 """Longest wait at process exit for the training threads (as Tune waits to reuse an actor)."""
 
 _threads: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
-_lock = threading.Lock()
-_registered = False
 
 
 def finish_before_exit(train: Callable[..., Any]) -> Callable[..., Any]:
@@ -45,16 +43,13 @@ def finish_before_exit(train: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _remember(thread: threading.Thread) -> None:
-    global _registered
-    if thread is threading.main_thread():
-        return  # called directly, not by Tune: nothing to wait for
-    with _lock:
+    # A module function: the wrapper, pickled by value to the worker, imports this module
+    # there (and so registers the exit handler) by calling it.
+    if thread is not threading.main_thread():  # called by Tune, not directly
         _threads.add(thread)
-        if not _registered:
-            atexit.register(join_training_threads)
-            _registered = True
 
 
+@atexit.register
 def join_training_threads(timeout: float = JOIN_AT_EXIT_S) -> None:
     """Wait up to ``timeout`` seconds in all for the remembered threads still running."""
     deadline = time.monotonic() + timeout
