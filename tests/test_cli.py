@@ -201,10 +201,16 @@ def test_resume_after_interrupt_runs_no_finished_trial_again(tmp_path, storage):
                              timeout=300)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "Best config:" in resumed.stdout
+    assert "nothing was left to run" not in resumed.stdout
     after = _finished(path)
     assert len(after) == 8, f"{len(after)} finished trials after resume"
     for trial, rows in before.items():  # finished trials were not rerun
         assert _rows(path, trial) == rows
+    again = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, env=env,
+                           timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "nothing was left to run" in again.stdout, again.stdout
+    assert _finished(path) == after
 
 
 def _start_run(file):

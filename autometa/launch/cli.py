@@ -13,7 +13,7 @@ import shlex
 import sys
 from collections.abc import Sequence
 
-from autometa.space import SpaceError, load_space
+from autometa.space import Experiment, SpaceError, load_space
 
 EXIT_BAD_INPUT = 2
 CONVERT_TARGETS = ("configspace-json", "nni-json", "yaml", "json")
@@ -181,10 +181,14 @@ def _run(args: argparse.Namespace) -> int:
           f"{exp.trainable} trainable, metric {exp.metric} ({exp.mode})", flush=True)
     # Tune's hint to resume is Python; we print the command (below)
     logging.getLogger("ray.tune.tune").addFilter(_no_tuner_restore_hint)
+    before = _progress(exp) if args.resume else None
     with _SigintWatch() as sigint:
         results, path = run_experiment(space, overrides, resume=args.resume,
                                        address=args.address, verbose=args.verbosity)
     code = _report(results, path, exp.metric, exp.mode)
+    if before and before == _progress(exp, path):
+        print("(the experiment had finished already: nothing was left to run; the results "
+              "above are those saved)")
     if exp.fail_fast and getattr(results, "errors", None):
         print(f"stopped at the first failed trial (fail_fast: true); after a fix, continue "
               f"with: {resume_command(args)}", file=sys.stderr)
@@ -243,6 +247,19 @@ class _SigintWatch:
 def _no_tuner_restore_hint(record: logging.LogRecord) -> bool:
     """Drop Tune's "Resume experiment with: Tuner.restore(...)": Python, not a command."""
     return "Tuner.restore(" not in record.getMessage()
+
+
+def _progress(exp: Experiment, path: str | None = None) -> dict[str, int] | None:
+    """Reports saved per trial of the experiment in ``path`` (default: the one to resume)."""
+    from autometa.launch.run import find_experiment
+    from autometa.launch.show import summarize
+
+    path = path or find_experiment(exp)
+    try:
+        table = summarize(path, metric=exp.metric, mode=exp.mode).table if path else None
+    except (FileNotFoundError, ValueError):
+        return None
+    return None if table is None else dict(zip(table["trial_id"], table["iterations"], strict=True))
 
 
 def _unfinished(results: object) -> int:
