@@ -12,8 +12,12 @@ import os
 import shlex
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from autometa.space import Experiment, SpaceError, load_space
+
+if TYPE_CHECKING:
+    from autometa.launch.show import ExperimentSummary
 
 EXIT_BAD_INPUT = 2
 CONVERT_TARGETS = ("configspace-json", "nni-json", "yaml", "json")
@@ -181,14 +185,11 @@ def _run(args: argparse.Namespace) -> int:
           f"{exp.trainable} trainable, metric {exp.metric} ({exp.mode})", flush=True)
     # Tune's hint to resume is Python; we print the command (below)
     logging.getLogger("ray.tune.tune").addFilter(_no_tuner_restore_hint)
-    before = _progress(exp) if args.resume else None
+    saved = _saved_progress(exp) if args.resume else None
     with _SigintWatch() as sigint:
         results, path = run_experiment(space, overrides, resume=args.resume,
                                        address=args.address, verbose=args.verbosity)
-    code = _report(results, path, exp.metric, exp.mode)
-    if before and before == _progress(exp, path):
-        print("(the experiment had finished already: nothing was left to run; the results "
-              "above are those saved)")
+    code = _report(results, path, exp.metric, exp.mode, saved)
     if exp.fail_fast and getattr(results, "errors", None):
         print(f"stopped at the first failed trial (fail_fast: true); after a fix, continue "
               f"with: {resume_command(args)}", file=sys.stderr)
@@ -249,17 +250,20 @@ def _no_tuner_restore_hint(record: logging.LogRecord) -> bool:
     return "Tuner.restore(" not in record.getMessage()
 
 
-def _progress(exp: Experiment, path: str | None = None) -> dict[str, int] | None:
-    """Reports saved per trial of the experiment in ``path`` (default: the one to resume)."""
+def _saved_progress(exp: Experiment) -> dict[str, int] | None:
+    """Reports saved per trial of the experiment to resume (None: nothing readable)."""
     from autometa.launch.run import find_experiment
     from autometa.launch.show import summarize
 
-    path = path or find_experiment(exp)
+    path = find_experiment(exp)
     try:
-        table = summarize(path, metric=exp.metric, mode=exp.mode).table if path else None
+        return _progress(summarize(path, metric=exp.metric, mode=exp.mode)) if path else None
     except (FileNotFoundError, ValueError):
         return None
-    return None if table is None else dict(zip(table["trial_id"], table["iterations"], strict=True))
+
+
+def _progress(summary: ExperimentSummary) -> dict[str, int]:
+    return dict(zip(summary.table["trial_id"], summary.table["iterations"], strict=True))
 
 
 def _unfinished(results: object) -> int:
@@ -269,7 +273,9 @@ def _unfinished(results: object) -> int:
         return 0
 
 
-def _report(results: object, path: str, metric: str, mode: str) -> int:
+def _report(results: object, path: str, metric: str, mode: str,
+            saved: dict[str, int] | None = None) -> int:
+    """Print the results; ``saved``: the reports per trial before a resume."""
     import yaml
 
     from autometa.launch.show import summarize, write_best_config
@@ -298,6 +304,9 @@ def _report(results: object, path: str, metric: str, mode: str) -> int:
     print("  " + yaml.safe_dump(summary.best_config, sort_keys=False).rstrip().replace("\n", "\n  "))
     print(f"Results: {path}")
     print(f"Best config written to {config_file}; more with: autometa show {path}")
+    if saved and saved == _progress(summary):
+        print("(the experiment had finished already: nothing was left to run; the results "
+              "above are those saved)")
     return 0
 
 
