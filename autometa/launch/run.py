@@ -11,6 +11,7 @@ import ray
 from ray import tune
 from ray.tune.search import ConcurrencyLimiter
 
+from autometa.launch.durable import DurableStateCallback, restore_snapshot
 from autometa.launch.plan import Overrides, plan_experiment, scheduler_defaults
 from autometa.launch.stopper import ExperimentStopper
 from autometa.space import Experiment, Space
@@ -63,7 +64,10 @@ def build_tuner(space: Space, exp: Experiment, *, experiment_dir: str | None = N
     storage, name = _location(exp, experiment_dir)
     # A population scheduler may copy a checkpoint some time after it was chosen, while its
     # trial keeps saving: deleting old checkpoints would break the copy, so keep them all.
+    # Otherwise the durable-state callback deletes them, once the saved state no longer needs
+    # them (Tune's num_to_keep deletes them before: a killed driver's trials fail on resume).
     keep = None if exp.scheduler.name in POPULATION_SCHEDULERS else 2
+    durable = DurableStateCallback(keep=keep)
     return tune.Tuner(
         trainable,
         param_space=param_space,
@@ -75,15 +79,21 @@ def build_tuner(space: Space, exp: Experiment, *, experiment_dir: str | None = N
         run_config=tune.RunConfig(
             name=name, storage_path=storage, stop=ExperimentStopper(exp.stop, exp.metric),
             # Tune pickles schedulers only at the start: their state travels in a callback
-            callbacks=state_callbacks(scheduler) + list(callbacks or []),
+            callbacks=state_callbacks(scheduler) + [durable] + list(callbacks or []),
             failure_config=tune.FailureConfig(max_failures=exp.max_failures,
                                              fail_fast=exp.fail_fast),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=keep), verbose=verbose),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=None), verbose=verbose),
     )
 
 
 def restore_tuner(space: Space, exp: Experiment, experiment_dir: str) -> tune.Tuner:
-    """Reopen an interrupted experiment: finished trials stay, unfinished ones resume."""
+    """Reopen an interrupted experiment: finished trials stay, unfinished ones resume.
+
+    The experiment state is first put back as last snapshotted (:func:`restore_snapshot`).
+    """
+    message = restore_snapshot(experiment_dir)
+    if message:
+        print(message, flush=True)
     return tune.Tuner.restore(experiment_dir, trainable=_trainable(exp), resume_unfinished=True,
                               resume_errored=True)
 

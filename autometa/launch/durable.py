@@ -1,0 +1,265 @@
+"""An experiment state that survives a killed driver, and checkpoints pruned only when safe.
+
+Tune writes its experiment state (trials, searcher, callbacks) to a staging folder and copies
+it to the storage folder in a background thread; ``CheckpointConfig(num_to_keep=k)`` deletes a
+trial's old checkpoints as soon as a new one is registered. A driver killed at the wrong
+moment (SIGKILL, a lost head node) therefore leaves either
+
+* a state file cut off in the middle: ``Tuner.restore`` logs "Failed to restore the run
+  state" and silently starts the experiment over, or
+* a saved state whose trials point at checkpoints that were deleted since: each such trial
+  ends in ERROR on resume (``FileNotFoundError: Path not found``).
+
+:class:`DurableStateCallback` closes both: after every save of the experiment state it copies
+the finished state files into a new ``.autometa/state-N`` folder of the experiment and then
+switches ``.autometa/CURRENT`` to it (one atomic rename), and it deletes a trial's older
+checkpoints only once a snapshot that no longer needs them is in place. Before
+``Tuner.restore``, :func:`restore_snapshot` puts the snapshot's files back in the experiment
+folder (Tune's own copies that differ are moved to ``.autometa/superseded``).
+
+    tuner = tune.Tuner(train, run_config=tune.RunConfig(
+        callbacks=[DurableStateCallback(keep=2)],
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=None)))  # the callback prunes
+    ...
+    restore_snapshot(path)
+    tuner = tune.Tuner.restore(path, train)
+
+``autometa run`` does both. Storage on a shared file system (NFS) works as a local folder;
+with a cloud URI (``s3://``) the callback does nothing (keep Tune's ``num_to_keep`` there).
+"""
+
+from __future__ import annotations
+
+import filecmp
+import fnmatch
+import json
+import os
+import shutil
+import time
+from typing import Any
+
+from ray.tune import Callback
+
+FOLDER = ".autometa"
+POINTER = "CURRENT"
+REFS = "autometa-checkpoint-refs.json"
+# The files Tune writes for an experiment state (the templates of TuneController, SearchGenerator,
+# Searcher, BasicVariantGenerator and CallbackList).
+STATE_FILES = ("experiment_state-*.json", "search_gen_state-*.json", "searcher-state-*.pkl",
+               "basic-variant-state-*.json", "callback-states-*.pkl")
+
+
+def is_state_file(name: str) -> bool:
+    """Whether ``name`` is one of the files of a Tune experiment state."""
+    return any(fnmatch.fnmatch(name, pattern) for pattern in STATE_FILES)
+
+
+def checkpoint_index(name: str) -> int | None:
+    """``checkpoint_000012`` -> 12; None for any other name."""
+    prefix, _, number = name.partition("_")
+    return int(number) if prefix == "checkpoint" and number.isdigit() else None
+
+
+def stale_checkpoints(names: list[str], needed: str | None, keep: int) -> list[str]:
+    """The checkpoints of one trial that can go: older than ``needed`` (the one the durable
+    state resumes from; None: it resumes from scratch, so none can go), beyond the ``keep``
+    newest."""
+    if needed is None or checkpoint_index(needed) is None:
+        return []
+    ordered = sorted((i, n) for n in names if (i := checkpoint_index(n)) is not None)
+    newest = {n for _, n in ordered[-keep:]} if keep > 0 else set()
+    limit = checkpoint_index(needed)
+    return [n for i, n in ordered if i < limit and n not in newest]
+
+
+def current_snapshot(experiment: str) -> str | None:
+    """The folder of the experiment's last complete snapshot, or None."""
+    try:
+        with open(os.path.join(experiment, FOLDER, POINTER)) as handle:
+            name = handle.read().strip()
+    except FileNotFoundError:
+        return None
+    folder = os.path.join(experiment, FOLDER, name)
+    return folder if name and os.path.isdir(folder) else None
+
+
+def write_snapshot(staging: str, experiment: str, refs: dict[str, str | None]) -> str:
+    """Copy the state files of ``staging`` to a new snapshot of ``experiment`` and make it the
+    current one; ``refs`` (trial folder -> checkpoint it resumes from) goes with it."""
+    root = os.path.join(experiment, FOLDER)
+    os.makedirs(root, exist_ok=True)
+    previous = current_snapshot(experiment)
+    number = int(os.path.basename(previous).rpartition("-")[2]) + 1 if previous else 1
+    folder = os.path.join(root, f"state-{number}")
+    shutil.rmtree(folder, ignore_errors=True)  # a leftover of a copy that was cut off
+    os.makedirs(folder)
+    for name in sorted(os.listdir(staging)):
+        if is_state_file(name) and os.path.isfile(os.path.join(staging, name)):
+            shutil.copy2(os.path.join(staging, name), os.path.join(folder, name))
+    with open(os.path.join(folder, REFS), "w") as handle:
+        json.dump({"time": time.time(), "checkpoints": refs}, handle)
+    pointer = os.path.join(root, POINTER)
+    with open(pointer + ".tmp", "w") as handle:
+        handle.write(os.path.basename(folder))
+    os.replace(pointer + ".tmp", pointer)  # the switch: before it, the old snapshot stands
+    for name in os.listdir(root):
+        if name.startswith("state-") and name != os.path.basename(folder):
+            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+    return folder
+
+
+def snapshot_refs(folder: str) -> dict[str, str | None]:
+    """Trial folder -> the checkpoint (folder name) that snapshot resumes it from."""
+    with open(os.path.join(folder, REFS)) as handle:
+        return json.load(handle)["checkpoints"]
+
+
+class DurableStateCallback(Callback):
+    """Snapshots each saved experiment state atomically; prunes checkpoints behind it.
+
+    Args:
+        keep: Checkpoints kept per trial besides any that the snapshot still needs (at least
+            the newest ``keep``); None keeps every checkpoint (population schedulers copy old
+            ones).
+    """
+
+    def __init__(self, keep: int | None = 2) -> None:
+        if keep is not None and keep < 1:
+            raise ValueError(f"keep must be at least 1 or None, got {keep}")
+        self.keep = keep
+        self._reset()
+
+    def _reset(self) -> None:
+        self._trials: list[Any] = []
+        self._saved_refs: dict[str, str | None] | None = None  # from the last save, if pending
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"keep": self.keep}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.keep = state["keep"]
+        self._reset()
+
+    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+        self._trials = trials
+
+    def get_state(self) -> None:
+        # Tune asks every callback for its state while it saves the experiment state; the
+        # trials' checkpoints now are the ones that state refers to.
+        self._saved_refs = {_folder(t): _checkpoint_name(t) for t in self._trials
+                            if _is_local(t)}
+        return None  # nothing of ours to save
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        self._trials = trials
+        self._persist()
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self._trials = trials
+        self._persist()  # the final save comes after the last step
+
+    def _persist(self) -> None:
+        refs, self._saved_refs = self._saved_refs, None
+        local = [t for t in self._trials if _is_local(t)]
+        if refs is None or not local:
+            return
+        storage = local[0].storage
+        write_snapshot(storage.experiment_driver_staging_path, storage.experiment_fs_path, refs)
+        if self.keep is None:
+            return
+        for trial in local:
+            folder = _folder(trial)
+            if folder not in refs or not os.path.isdir(trial.storage.trial_fs_path):
+                continue
+            names = os.listdir(trial.storage.trial_fs_path)
+            for name in stale_checkpoints(names, refs[folder], self.keep):
+                shutil.rmtree(os.path.join(trial.storage.trial_fs_path, name),
+                              ignore_errors=True)
+
+
+def _is_local(trial: Any) -> bool:
+    import pyarrow.fs
+
+    storage = getattr(trial, "storage", None)
+    return storage is not None and isinstance(storage.storage_filesystem,
+                                              pyarrow.fs.LocalFileSystem)
+
+
+def _folder(trial: Any) -> str:
+    return os.path.basename(trial.storage.trial_fs_path)
+
+
+def _checkpoint_name(trial: Any) -> str | None:
+    checkpoint = trial.checkpoint
+    return os.path.basename(checkpoint.path.rstrip("/")) if checkpoint is not None else None
+
+
+def restore_snapshot(experiment: str) -> str | None:
+    """Put the experiment's last snapshot back before ``Tuner.restore``; say what changed.
+
+    Tune's state files that differ from the snapshot, or that it lacks, are moved to
+    ``.autometa/superseded``. Without a snapshot (an experiment of an older autometa, or one
+    killed before its first save), state files that cannot be read are moved there instead,
+    so that Tune does not silently start over. Returns a line for the user, or None when
+    nothing had to change.
+
+    Raises:
+        FileNotFoundError: No readable experiment state is left to resume from.
+    """
+    snapshot = current_snapshot(experiment)
+    aside = os.path.join(experiment, FOLDER, "superseded", time.strftime("%Y%m%d-%H%M%S"))
+    if snapshot is None:
+        return _drop_unreadable(experiment, aside)
+    wanted = {n for n in os.listdir(snapshot) if is_state_file(n)}
+    moved = []
+    for name in sorted(os.listdir(experiment)):
+        path = os.path.join(experiment, name)
+        if not is_state_file(name) or not os.path.isfile(path):
+            continue
+        if name in wanted and filecmp.cmp(path, os.path.join(snapshot, name), shallow=False):
+            wanted.discard(name)  # Tune's copy is the snapshot's
+            continue
+        os.makedirs(aside, exist_ok=True)
+        os.replace(path, os.path.join(aside, name))
+        moved.append(name)
+    for name in sorted(wanted):
+        shutil.copy2(os.path.join(snapshot, name), os.path.join(experiment, name + ".tmp"))
+        os.replace(os.path.join(experiment, name + ".tmp"), os.path.join(experiment, name))
+    if not moved and not wanted:
+        return None
+    saved = time.strftime("%H:%M:%S", time.localtime(_snapshot_time(snapshot)))
+    note = f"; Tune's differing copies are in {aside}" if moved else ""
+    return (f"autometa: resuming from the experiment state as saved at {saved} (the copy Tune "
+            f"was writing when the run stopped was incomplete or ahead of its checkpoints{note})")
+
+
+def _snapshot_time(folder: str) -> float:
+    with open(os.path.join(folder, REFS)) as handle:
+        return float(json.load(handle)["time"])
+
+
+def _drop_unreadable(experiment: str, aside: str) -> str | None:
+    states = sorted((n for n in os.listdir(experiment) if fnmatch.fnmatch(n, STATE_FILES[0])),
+                    reverse=True)
+    dropped = []
+    for name in states:  # newest first, as Tune picks them
+        try:
+            with open(os.path.join(experiment, name)) as handle:
+                json.load(handle)
+            break
+        except (OSError, ValueError):
+            session = name[len("experiment_state-"):-len(".json")]
+            os.makedirs(aside, exist_ok=True)
+            for other in os.listdir(experiment):
+                if is_state_file(other) and session in other:
+                    os.replace(os.path.join(experiment, other), os.path.join(aside, other))
+            dropped.append(name)
+    if not dropped:
+        return None
+    if len(dropped) == len(states):
+        raise FileNotFoundError(
+            f"{experiment}: the experiment state was cut off when the run stopped, and no "
+            f"earlier one was saved (moved to {aside}): nothing to resume; run it again "
+            f"without --resume")
+    return (f"autometa: {', '.join(dropped)} was cut off when the run stopped (moved to "
+            f"{aside}); resuming from the state saved before it")
