@@ -210,6 +210,16 @@ def test_resume_after_interrupt_runs_no_finished_trial_again(tmp_path, storage):
                            timeout=300)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "nothing was left to run" in again.stdout, again.stdout
+    assert "autometa: resuming from" not in again.stdout  # Tune's copy was whole
+    # Tune's copy of the state cut off (as a kill during its background copy leaves it): the
+    # resume says it used autometa's snapshot, and still finds nothing left to run
+    state = max(glob.glob(os.path.join(path, "experiment_state-*.json")))
+    with open(state, "r+") as handle:
+        handle.truncate(os.path.getsize(state) // 3)
+    cut = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, env=env, timeout=300)
+    assert cut.returncode == 0, cut.stdout + cut.stderr
+    assert "autometa: resuming from the experiment state as saved at" in cut.stdout, cut.stdout
+    assert "nothing was left to run" in cut.stdout, cut.stdout
     assert _finished(path) == after
 
 

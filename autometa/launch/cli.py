@@ -251,11 +251,16 @@ def _no_tuner_restore_hint(record: logging.LogRecord) -> bool:
 
 
 def _saved_progress(exp: Experiment) -> dict[str, int] | None:
-    """Reports saved per trial of the experiment to resume (None: nothing readable)."""
+    """Reports saved per trial of the experiment to resume (None: nothing readable), read
+    after its last snapshot is put back (:func:`restore_snapshot`, which says so)."""
+    from autometa.launch.durable import restore_snapshot
     from autometa.launch.run import find_experiment
     from autometa.launch.show import summarize
 
     path = find_experiment(exp)
+    message = restore_snapshot(path) if path else None  # run_experiment then finds it done
+    if message:
+        print(message, flush=True)
     try:
         return _progress(summarize(path, metric=exp.metric, mode=exp.mode)) if path else None
     except (FileNotFoundError, ValueError):
