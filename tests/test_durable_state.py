@@ -61,6 +61,8 @@ class _SnapshotChecker(tune.Callback):
             if name is not None:
                 assert os.path.isfile(os.path.join(trial_dir, name, "iteration")), (folder, name)
                 self.checked += 1
+            elif not os.path.isdir(trial_dir):
+                continue  # a trial that has not reached the storage yet
             self.most = max(self.most, sum(n.startswith("checkpoint_")
                                            for n in os.listdir(trial_dir)))
 

@@ -219,10 +219,13 @@ def test_instances_trainable_resumes_after_a_hyperband_pause(ray_session, storag
     assert len(results) == 9 and not results.errors
     seen = []
     for r in results:
-        history = r.metrics_dataframe
-        assert list(history["instances_seen"]) == list(range(1, len(history) + 1))  # no restart
+        # no restart: the instances seen only grow (Tune's saved history of a trial paused and
+        # resumed on a reused actor has been seen to lack a row, once in CI: [1, 2, 4, ..., 9])
+        history = list(r.metrics_dataframe["instances_seen"])
+        last = r.metrics["instances_seen"]
+        assert history == sorted(set(history)) and history[0] == 1 and history[-1] == last
         config = {"x": r.config["x"], "noise": 0.05, "instance_effect": 1.0}
-        mean = np.mean([instance_score(config, k) for k in keys[:len(history)]])
-        assert r.metrics["loss"] == pytest.approx(mean)
-        seen.append(len(history))
+        mean = np.mean([instance_score(config, k) for k in keys[:last]])
+        assert r.metrics["loss"] == pytest.approx(mean)  # the first `last` instances, each once
+        seen.append(last)
     assert min(seen) < 9 and max(seen) == 9  # Hyperband stopped some, ran others to the end
