@@ -64,11 +64,11 @@ def stale_checkpoints(names: list[str], needed: str | None, keep: int) -> list[s
     """The checkpoints of one trial that can go: older than ``needed`` (the one the durable
     state resumes from; None: it resumes from scratch, so none can go), beyond the ``keep``
     newest."""
-    if needed is None or checkpoint_index(needed) is None:
+    limit = checkpoint_index(needed) if needed is not None else None
+    if limit is None:
         return []
     ordered = sorted((i, n) for n in names if (i := checkpoint_index(n)) is not None)
     newest = {n for _, n in ordered[-keep:]} if keep > 0 else set()
-    limit = checkpoint_index(needed)
     return [n for i, n in ordered if i < limit and n not in newest]
 
 
@@ -110,8 +110,12 @@ def write_snapshot(staging: str, experiment: str, refs: dict[str, str | None]) -
 
 def snapshot_refs(folder: str) -> dict[str, str | None]:
     """Trial folder -> the checkpoint (folder name) that snapshot resumes it from."""
+    return _manifest(folder)["checkpoints"]
+
+
+def _manifest(folder: str) -> dict[str, Any]:
     with open(os.path.join(folder, REFS)) as handle:
-        return json.load(handle)["checkpoints"]
+        return json.load(handle)
 
 
 class DurableStateCallback(Callback):
@@ -227,15 +231,10 @@ def restore_snapshot(experiment: str) -> str | None:
         os.replace(os.path.join(experiment, name + ".tmp"), os.path.join(experiment, name))
     if not moved and not wanted:
         return None
-    saved = time.strftime("%H:%M:%S", time.localtime(_snapshot_time(snapshot)))
+    saved = time.strftime("%H:%M:%S", time.localtime(float(_manifest(snapshot)["time"])))
     note = f"; Tune's differing copies are in {aside}" if moved else ""
     return (f"autometa: resuming from the experiment state as saved at {saved} (the copy Tune "
             f"was writing when the run stopped was incomplete or ahead of its checkpoints{note})")
-
-
-def _snapshot_time(folder: str) -> float:
-    with open(os.path.join(folder, REFS)) as handle:
-        return float(json.load(handle)["time"])
 
 
 def _drop_unreadable(experiment: str, aside: str) -> str | None:
