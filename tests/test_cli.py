@@ -402,6 +402,23 @@ def test_curate_bad_npz_is_a_clear_error(tmp_path, capsys, arrays, match):
     assert match in err and str(file) in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("content,match", [
+    (b"junk\n", "not a NumPy .npz archive"),
+    (b"", "not a NumPy .npz archive"),
+    (None, "a single array (.npy)"),
+])
+def test_curate_a_file_that_is_no_npz_archive_is_a_clear_error(tmp_path, capsys, content, match):
+    file = tmp_path / "data.npz"
+    if content is None:
+        with open(file, "wb") as handle:
+            np.save(handle, np.ones((4, 3)))
+    else:
+        file.write_bytes(content)
+    assert main(["curate", "--npz", str(file), "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert match in err and str(file) in err and "Traceback" not in err
+
+
 def test_curate_npz_round_trip(tmp_path, capsys):
     rng = np.random.default_rng(0)
     labels = np.arange(60) % 3

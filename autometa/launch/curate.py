@@ -48,7 +48,14 @@ def load_arrays(dataset: str | None, npz: str | None, features_key: str = "featu
         return data.data / 16.0, data.target
     if not os.path.exists(npz):
         raise FileNotFoundError(f"{npz}: no such file")
-    with np.load(npz, allow_pickle=False) as archive:
+    try:
+        archive = np.load(npz, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as err:  # text, a pickle, a cut-off file
+        raise ValueError(f"{npz}: not a NumPy .npz archive ({err})") from err
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ValueError(f"{npz}: a single array (.npy); expected an .npz archive of features "
+                         "and labels (numpy.savez)")
+    with archive:
         missing = [k for k in (features_key, labels_key) if k not in archive.files]
         if missing:
             raise ValueError(f"{npz}: no array {missing[0]!r} (arrays: {archive.files}); "
