@@ -1,7 +1,9 @@
 """autometa: AutoML for Ray Tune.
 
-Search-space files, classic searchers and schedulers wired to Ray Tune,
-and (in later modules) gradient-based search from hypergradients.
+Search-space files, classic searchers and schedulers wired to Ray Tune, gradient-based
+search from the hypergradients trials report, and the trial side that computes them
+(``autometa.Hyperparameters``, ``autometa.ImplicitEngine``, ``autometa.report_hypergradients``:
+see "Bring your own model" in the README).
 
 Importing ``autometa`` loads neither Ray nor torch; they load when a searcher,
 scheduler or trainable is used.
@@ -29,6 +31,10 @@ _LAZY = {
     "to_tune": "autometa.convert.tune", "from_tune": "autometa.convert.tune",
     "to_hyperopt": "autometa.convert.hyperopt", "to_configspace": "autometa.convert.configspace",
     "from_configspace": "autometa.convert.configspace", "to_nni": "autometa.convert.nni",
+    "Hyperparameters": "autometa.hypergrad.model", "ImplicitEngine": "autometa.hypergrad.model",
+    "Hypergradients": "autometa.hypergrad.model", "hypergrad_metrics": "autometa.trial.keys",
+    "report_hypergradients": "autometa.trial.tune", "restore_state": "autometa.trial.tune",
+    "finish_before_exit": "autometa.trial.exit", "UnrolledEngine": "autometa.hypergrad.forward",
 }
 __all__ = ["ConstraintViolation", "Space", "SpaceError", "load_space", "space_from_dict",
            *sorted(_LAZY)]

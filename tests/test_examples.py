@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 import os
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -19,3 +21,45 @@ def test_existing_tune_script_with_autometa_space_and_searcher(ray_session, stor
     for result in results:  # the condition of l1_ratio holds in every trial
         assert not space.problems(result.config), result.config
         assert (result.config["l1_ratio"] is None) == (result.config["penalty"] != "elasticnet")
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "examples", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bring_your_own_model_in_plain_tune_reports_checked_hypergradients(ray_session, storage):
+    results = _load("bring_your_own_model").main(num_samples=3, storage_path=storage)
+    assert len(results) == 3 and not results.errors
+    for result in results:
+        history = result.metrics_dataframe
+        assert len(history) == result.config["epochs"]
+        for key in ("hypergrad/weight_decay", "hparams/weight_decay", "hypergrad_converged",
+                    "hypergrad_residual", "hypergrad_inner_gap"):
+            assert key in history, key
+        assert history["hparams/weight_decay"].iloc[-1] == pytest.approx(  # float32 tensors
+            result.config["weight_decay"], rel=1e-6)
+        assert result.checkpoint is not None   # report_hypergradients saved the state
+
+
+def test_bring_your_own_model_file_runs_from_another_folder_with_the_cli(
+        ray_session, storage, tmp_path, monkeypatch, capsys):
+    import shutil
+    import sys
+
+    from autometa.launch.cli import main
+
+    scratch = tmp_path / "my_project"
+    scratch.mkdir()
+    for name in ("bring_your_own_model.py", "bring_your_own_model.yaml"):
+        shutil.copy(os.path.join(ROOT, "examples", name), scratch / name)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)               # the module is found next to the file
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    assert main(["run", str(scratch / "bring_your_own_model.yaml"), "--quiet",
+                 "--num-samples", "3", "--storage-path", storage]) == 0
+    out = capsys.readouterr().out
+    assert "Best trial" in out and "Hypergradients:" in out

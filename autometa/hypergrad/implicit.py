@@ -7,6 +7,16 @@ r"""Implicit differentiation: the hypergradient at an (approximate) inner optimu
 with :math:`\lambda` the ``damping``. Products :math:`v \mapsto Hv` come from double
 backward through one graph of :math:`\nabla_w L_{train}`, so each costs about one
 backward pass and no dense Hessian is formed (except by the ``"exact"`` method).
+
+Two things make the result wrong, and both are measured (:class:`HypergradientInfo`):
+
+* the linear solve: relative residual :math:`\|(H + \lambda I)v - g\| / \|g\|` against ``tol``
+  (the iterative solvers also stop at ``tol``, so the stated tolerance is the one checked);
+* the weights not being an inner optimum. A Newton step :math:`\delta = -H^{-1}\nabla_w
+  L_{train}` would move them to it, changing the validation loss by :math:`g^\top\delta =
+  -v^\top \nabla_w L_{train}` to first order: the *inner gap*, free once :math:`v` is known.
+  It must be small against what the hypergradient itself moves
+  (:math:`|v^\top \nabla_w L_{train}| \le` ``inner_tol`` :math:`\cdot \|dL_{val}/d\theta\|`).
 """
 
 from __future__ import annotations
@@ -18,10 +28,17 @@ from dataclasses import dataclass
 
 import torch
 
-from autometa.hypergrad._flat import Tensors, flatten, leaves, unflatten
-from autometa.hypergrad.solvers import largest_eigenvalue, make_solver
+from autometa.hypergrad._flat import Tensors, flatten, leaves
+from autometa.hypergrad.solvers import largest_eigenvalue, make_solver, spectrum_bounds
 
 Loss = Callable[[Tensors, Tensors], torch.Tensor]
+
+DEFAULT_TOL = 1e-4
+"""Default relative residual of the linear solve (stop criterion and check)."""
+DEFAULT_INNER_TOL = 0.1
+"""Default largest inner gap, relative to the hypergradient's norm."""
+ITERATIVE = ("cg", "minres", "fixed_point")
+"""Methods that stop on the residual (they take ``tol``)."""
 
 
 class UnconvergedWarning(RuntimeWarning):
@@ -33,24 +50,149 @@ class HypergradientInfo:
     """How much to trust a hypergradient.
 
     Attributes:
-        inner_grad_norm: :math:`\\|\\nabla_w L_{train}(w, \\theta)\\|` at the given weights; the
-            implicit function theorem assumes 0 (an inner optimum).
-        relative_residual: :math:`\\|(H + \\lambda I)v - g\\| / \\|g\\|` of the linear solve.
-        converged: Both are below their tolerances (``inner_tol``, ``solve_tol``).
-        method: The solver used.
+        converged: Every check passed: finite values, ``relative_residual <= tol`` and the
+            inner gap within ``inner_tol`` (always False when a value is NaN or infinite).
+        relative_residual: :math:`\\|(H + \\lambda I)v - g\\| / \\|g\\|` of the linear solve
+            (0 when :math:`g = 0`; NaN when not measured).
+        inner_gap: :math:`|v^\\top \\nabla_w L_{train}|`: how much the validation loss would
+            still change, to first order, if training went on to the optimum.
+        inner_grad_norm: :math:`\\|\\nabla_w L_{train}(w, \\theta)\\|` at the given weights.
+        hypergrad_norm: :math:`\\|dL_{val}/d\\theta\\|` over all hyperparameters.
+        method: The solver used (``"unrolled"`` for :func:`~autometa.hypergrad.unrolled`).
+        damping: :math:`\\lambda` used.
+        tol: Tolerance of the relative residual.
+        inner_tol: Tolerance of the inner gap relative to ``hypergrad_norm``.
+        finite: Losses, gradients and the result are all finite.
+        message: Empty when converged; otherwise what is wrong and what to change.
     """
 
-    inner_grad_norm: float
-    relative_residual: float
     converged: bool
-    method: str
+    relative_residual: float
+    inner_gap: float = math.nan
+    inner_grad_norm: float = math.nan
+    hypergrad_norm: float = math.nan
+    method: str = ""
+    damping: float = 0.0
+    tol: float = DEFAULT_TOL
+    inner_tol: float = DEFAULT_INNER_TOL
+    finite: bool = True
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class ImplicitResult:
+    """What :func:`implicit_hypergradient` returns.
+
+    Attributes:
+        grads: :math:`dL_{val}/d\\theta_i`, one per hyperparameter tensor, detached.
+        info: The checks.
+        solution: :math:`v`, to warm-start the next solve (``init=``).
+    """
+
+    grads: list[torch.Tensor]
+    info: HypergradientInfo
+    solution: torch.Tensor | None
+
+
+def resolve_method(method: str) -> str:
+    """``"auto"`` is MINRES: it minimizes the residual that is checked and, unlike CG, needs no
+    positive definite Hessian (weights short of a minimum give an indefinite one)."""
+    return "minres" if method == "auto" else method
+
+
+def implicit_hypergradient(train_loss: torch.Tensor, val_loss: torch.Tensor,
+                           weights: list[torch.Tensor], hparams: list[torch.Tensor], *,
+                           method: str = "auto", damping: float = 0.0, tol: float = DEFAULT_TOL,
+                           inner_tol: float = DEFAULT_INNER_TOL, init: torch.Tensor | None = None,
+                           check: bool = True, **options: float) -> ImplicitResult:
+    r"""The implicit hypergradient from the two loss values and the tensors they depend on.
+
+    The building block of :func:`hypergradient` and of
+    :class:`~autometa.hypergrad.model.ImplicitEngine`: ``train_loss`` and ``val_loss`` are scalars
+    computed (with their autograd graphs) from ``weights`` and ``hparams``, which must require
+    gradients (a model's own ``parameters()`` do). Nothing is written to any ``.grad``.
+
+    Args:
+        train_loss, val_loss: The two losses at the current weights.
+        weights: Tensors :math:`w` the losses depend on (all require grad).
+        hparams: Tensors :math:`\theta` (all require grad).
+        method: ``"auto"`` (MINRES), ``"minres"``, ``"cg"``, ``"exact"``, ``"neumann"`` or
+            ``"fixed_point"`` (:mod:`autometa.hypergrad.solvers`).
+        damping: :math:`\lambda \ge 0` added to the Hessian's diagonal (biases the result).
+        tol: Largest relative residual accepted (an iterative solve stops at half of it).
+        inner_tol: Largest inner gap accepted, relative to :math:`\|dL_{val}/d\theta\|`.
+        init: Starting point of the solve (the previous ``solution``: warm start).
+        check: Measure the residual (one extra Hessian-vector product) and warn with
+            :class:`UnconvergedWarning` when a check fails.
+        **options: Options of the solver (``maxiter``, ``alpha``, ``terms``). ``alpha="auto"``
+            (Neumann, fixed point) uses :math:`1/\lambda_{max}` from 30 power iterations.
+    """
+    method = resolve_method(method)
+    if method in ITERATIVE:
+        # stop a little below tol: a recurrence's residual drifts from the true one, checked below
+        options = {"tol": 0.5 * tol, **options}
+    auto_alpha = options.get("alpha") == "auto"
+    solve = make_solver(method, **{**options, "alpha": 1.0} if auto_alpha else options)
+
+    # grad_w L_train, kept differentiable in w (for H v) and in theta (for the mixed term)
+    inner = flatten(_grads(train_loss, weights, create_graph=True))
+    g = flatten(_grads(val_loss, weights, retain_graph=True)).detach()
+    direct = _grads(val_loss, hparams)
+    inner_norm = float(torch.linalg.vector_norm(inner.detach()))
+    values_finite = (math.isfinite(float(train_loss.detach())) and math.isfinite(float(val_loss.detach()))
+                     and math.isfinite(inner_norm) and bool(torch.isfinite(g).all())
+                     and all(bool(torch.isfinite(d).all()) for d in direct))
+    if not values_finite:
+        info = _nonfinite_info(train_loss, val_loss, inner_norm, g, method, damping, tol, inner_tol)
+        warnings.warn(info.message, UnconvergedWarning, stacklevel=3)
+        return ImplicitResult([torch.full_like(t, math.nan) for t in hparams], info, None)
+
+    def matvec(v: torch.Tensor) -> torch.Tensor:
+        # H v = d/dw <grad_w L_train, v>, plus damping
+        hv = flatten(_grads(inner, weights, grad_outputs=v, retain_graph=True)).detach()
+        return hv + damping * v if damping else hv
+
+    if auto_alpha:
+        top = largest_eigenvalue(matvec, g)
+        solve = make_solver(method, **{**options, "alpha": 1.0 / top if top > 0 else 1.0})
+    if init is not None and (init.shape != g.shape or not bool(torch.isfinite(init).all())):
+        init = None
+    v = solve(matvec, g, init=init).detach()
+    # mixed term: d/dtheta <grad_w L_train, v>
+    mixed = _grads(inner, hparams, grad_outputs=v, retain_graph=True)
+    grads = [(d - m).detach() for d, m in zip(direct, mixed, strict=True)]
+    hypergrad_norm = float(torch.linalg.vector_norm(flatten(grads))) if grads else 0.0
+    inner_gap = abs(float(v @ inner.detach()))
+    residual = math.nan
+    if check:
+        g_norm = float(torch.linalg.vector_norm(g))
+        residual = float(torch.linalg.vector_norm(matvec(v) - g)) / g_norm if g_norm > 0 else 0.0
+    finite = math.isfinite(hypergrad_norm) and math.isfinite(inner_gap) and \
+        (math.isfinite(residual) or not check)
+    solved = not check or residual <= tol
+    # the gap may be tiny in absolute terms when the hypergradient itself vanishes
+    floor = 1e-7 * max(abs(float(val_loss.detach())), 1e-12)
+    at_optimum = inner_gap <= max(inner_tol * hypergrad_norm, floor)
+    converged = finite and solved and at_optimum
+    message = "" if converged else _advice(finite, solved, at_optimum, residual, inner_gap,
+                                           hypergrad_norm, method, damping, tol, inner_tol,
+                                           options, matvec, g)
+    info = HypergradientInfo(converged, residual, inner_gap, inner_norm, hypergrad_norm, method,
+                             damping, tol, inner_tol, finite, message)
+    if check and not converged:
+        warnings.warn(message, UnconvergedWarning, stacklevel=3)
+    return ImplicitResult(grads, info, v)
 
 
 def hypergradient(train_loss: Loss, val_loss: Loss, params: Tensors, hparams: Tensors,
-                  method: str = "cg", *, damping: float = 0.0, inner_tol: float = 1e-3,
-                  solve_tol: float = 1e-2, check: bool = True, return_info: bool = False,
+                  method: str = "auto", *, damping: float = 0.0, tol: float = DEFAULT_TOL,
+                  inner_tol: float = DEFAULT_INNER_TOL, init: torch.Tensor | None = None,
+                  check: bool = True, return_info: bool = False,
                   **options: float) -> Tensors | tuple[Tensors, HypergradientInfo]:
     r"""Total derivative of ``val_loss`` with respect to ``hparams`` at the inner optimum.
+
+    The functional form: both losses are functions of ``(params, hparams)``. For a model's
+    own loss closures, use :class:`~autometa.hypergrad.model.ImplicitEngine`.
 
     Args:
         train_loss: ``train_loss(params, hparams) -> scalar``; ``params`` should (approximately)
@@ -59,17 +201,9 @@ def hypergradient(train_loss: Loss, val_loss: Loss, params: Tensors, hparams: Te
             is included in the result.
         params: Weights :math:`w` (dict of tensors). Not modified.
         hparams: Hyperparameters :math:`\theta` (dict of tensors). Not modified.
-        method: ``"exact"``, ``"cg"``, ``"neumann"`` or ``"fixed_point"``
-            (see :mod:`autometa.hypergrad.solvers`).
-        damping: :math:`\lambda \ge 0` added to the Hessian's diagonal.
-        inner_tol: Largest :math:`\|\nabla_w L_{train}\|` accepted as an optimum.
-        solve_tol: Largest relative residual of the linear solve accepted.
-        check: Measure both (one extra Hessian-vector product) and warn with
-            :class:`UnconvergedWarning` when either tolerance is exceeded.
+        method, damping, tol, inner_tol, init, check, **options: See
+            :func:`implicit_hypergradient`.
         return_info: Also return a :class:`HypergradientInfo`.
-        **options: Options of the solver (``maxiter``, ``tol``, ``alpha``, ``terms``).
-            ``alpha="auto"`` (Neumann, fixed point) uses :math:`1/\lambda_{max}` estimated by 30
-            power iterations (30 extra Hessian-vector products).
 
     Returns:
         A dict with the keys and shapes of ``hparams`` (and the info if asked).
@@ -85,40 +219,12 @@ def hypergradient(train_loss: Loss, val_loss: Loss, params: Tensors, hparams: Te
         >>> round(float(hypergradient(train, val, {"w": w}, {"lam": lam})["lam"]), 6)
         0.162037
     """
-    auto_alpha = options.get("alpha") == "auto"
-    solve = make_solver(method, **{**options, "alpha": 1.0} if auto_alpha else options)
     w, theta = leaves(params), leaves(hparams)
-    w_list, theta_list = list(w.values()), list(theta.values())
-
-    # grad_w L_train, kept differentiable in w (for H v) and in theta (for the mixed term)
-    inner = flatten(_grads(train_loss(w, theta), w_list, create_graph=True))
-    val = val_loss(w, theta)
-    g = flatten(_grads(val, w_list, retain_graph=True)).detach()
-    direct = _grads(val, theta_list)
-
-    def matvec(v: torch.Tensor) -> torch.Tensor:
-        # H v = d/dw <grad_w L_train, v>, plus damping
-        hv = flatten(_grads(inner, w_list, grad_outputs=v, retain_graph=True)).detach()
-        return hv + damping * v if damping else hv
-
-    if auto_alpha:
-        top = largest_eigenvalue(matvec, g)
-        solve = make_solver(method, **{**options, "alpha": 1.0 / top if top > 0 else 1.0})
-    v = solve(matvec, g).detach()
-    # mixed term: d/dtheta <grad_w L_train, v>
-    mixed = _grads(inner, theta_list, grad_outputs=v, retain_graph=check)
-    result = {name: (d - m).detach() for name, d, m in zip(theta, direct, mixed, strict=True)}
-
-    info = None
-    if check:
-        info = _diagnose(inner, matvec, v, g, method, inner_tol, solve_tol)
-        if not info.converged:
-            warnings.warn(_describe(info, inner_tol, solve_tol), UnconvergedWarning, stacklevel=2)
-    if return_info:
-        if info is None:
-            info = HypergradientInfo(math.nan, math.nan, True, method)
-        return result, info
-    return result
+    result = implicit_hypergradient(train_loss(w, theta), val_loss(w, theta), list(w.values()),
+                                    list(theta.values()), method=method, damping=damping, tol=tol,
+                                    inner_tol=inner_tol, init=init, check=check, **options)
+    grads = dict(zip(theta, result.grads, strict=True))
+    return (grads, result.info) if return_info else grads
 
 
 def _grads(output: torch.Tensor, inputs: list[torch.Tensor], **kwargs) -> list[torch.Tensor]:
@@ -129,26 +235,69 @@ def _grads(output: torch.Tensor, inputs: list[torch.Tensor], **kwargs) -> list[t
     return [torch.zeros_like(t) if g is None else g for t, g in zip(inputs, grads, strict=True)]
 
 
-def _diagnose(inner: torch.Tensor, matvec, v: torch.Tensor, g: torch.Tensor, method: str,
-              inner_tol: float, solve_tol: float) -> HypergradientInfo:
-    inner_norm = float(torch.linalg.vector_norm(inner.detach()))
-    g_norm = float(torch.linalg.vector_norm(g))
-    residual = float(torch.linalg.vector_norm(matvec(v) - g)) / g_norm if g_norm > 0 else 0.0
-    finite = math.isfinite(inner_norm) and math.isfinite(residual)
-    converged = finite and inner_norm <= inner_tol and residual <= solve_tol
-    return HypergradientInfo(inner_norm, residual, converged, method)
+def _nonfinite_info(train_loss: torch.Tensor, val_loss: torch.Tensor, inner_norm: float,
+                    g: torch.Tensor, method: str, damping: float, tol: float,
+                    inner_tol: float) -> HypergradientInfo:
+    what = [name for name, ok in (
+        ("the training loss", math.isfinite(float(train_loss.detach()))),
+        ("the validation loss", math.isfinite(float(val_loss.detach()))),
+        ("the training loss's gradient", math.isfinite(inner_norm)),
+        ("the validation loss's gradient", bool(torch.isfinite(g).all()))) if not ok]
+    what = what or ["the validation loss's direct dependence on the hyperparameters"]
+    verb = "is" if len(what) == 1 else "are"
+    message = ("hypergradient is not finite: " + ", ".join(what) + f" {verb} NaN or infinite "
+               "(diverged training, or a hyperparameter at a value the loss cannot take); no "
+               "linear solve was attempted")
+    return HypergradientInfo(False, math.nan, math.nan, inner_norm, math.nan, method, damping,
+                             tol, inner_tol, False, message)
 
 
-def _describe(info: HypergradientInfo, inner_tol: float, solve_tol: float) -> str:
+def _advice(finite: bool, solved: bool, at_optimum: bool, residual: float, inner_gap: float,
+            hypergrad_norm: float, method: str, damping: float, tol: float, inner_tol: float,
+            options: dict, matvec, g: torch.Tensor) -> str:
     parts = []
-    if not info.inner_grad_norm <= inner_tol:
-        parts.append(f"the weights are not an inner optimum (|grad_w L_train| = "
-                     f"{info.inner_grad_norm:.3g} > inner_tol {inner_tol:g}): train longer")
-    if not info.relative_residual <= solve_tol:
-        parts.append(f"the {info.method} solve did not converge (relative residual "
-                     f"{info.relative_residual:.3g} > solve_tol {solve_tol:g}): raise maxiter/"
-                     "terms, adjust alpha, or add damping")
+    if not finite:
+        parts.append(f"the {method} solve produced a non-finite solution: use method='minres' "
+                     "or add damping")
+    if finite and not solved:
+        parts.append(_solve_advice(residual, method, damping, tol, options, matvec, g))
+    if finite and not at_optimum:
+        parts.append(f"the weights are not at an optimum of the training loss: training on would "
+                     f"still change the validation loss by about {inner_gap:.3g} (first order), "
+                     f"more than inner_tol {inner_tol:g} x the hypergradient's norm "
+                     f"{hypergrad_norm:.3g}; train further (more steps, a smaller learning rate "
+                     "or a few L-BFGS steps) before taking the hypergradient")
     return "hypergradient may be inaccurate: " + "; ".join(parts)
 
 
-__all__ = ["HypergradientInfo", "UnconvergedWarning", "hypergradient", "unflatten"]
+def _solve_advice(residual: float, method: str, damping: float, tol: float, options: dict,
+                  matvec, g: torch.Tensor) -> str:
+    # a short Lanczos run (20 products), spent only when the solve failed, sizes the advice
+    low, high = spectrum_bounds(matvec, g)
+    text = (f"the {method} solve did not converge (relative residual {residual:.3g} > tol "
+            f"{tol:g})")
+    if high <= 0 or not math.isfinite(high):
+        return text + ": the Hessian has no positive curvature along the validation gradient"
+    if low < -1e-6 * high:
+        need = damping + 2.0 * abs(low)   # low is an eigenvalue of H + damping I
+        hint = "" if method == "minres" else "use method='minres' or 'auto' (cg needs a positive " \
+            "definite Hessian), "
+        return (text + f": the Hessian is indefinite (an eigenvalue about {low:.3g}), so the "
+                f"weights are not at a minimum; train further, {hint}or raise damping to about "
+                f"{need:.2g} (which biases the hypergradient)")
+    maxiter = int(options.get("maxiter", options.get("terms", 300)))
+    kappa = high / max(low, 1e-12 * high)
+    # Krylov methods need about sqrt(kappa)/2 * ln(2/tol) products for a residual of tol
+    needed = int(math.ceil(0.5 * math.sqrt(kappa) * math.log(2.0 / tol)))
+    # the damping d with sqrt((high + d) / (low + d)) / 2 * ln(2/tol) = maxiter
+    r = (2.0 * maxiter / math.log(2.0 / tol)) ** 2
+    d = damping + (max((high - r * low) / (r - 1.0), 0.0) if r > 1 else high)
+    iterative = method in ITERATIVE
+    first = f"raise maxiter to about {needed}" if iterative else "use method='auto' (MINRES)"
+    return (text + f": the Hessian's condition number is about {kappa:.3g} (eigenvalues about "
+            f"{low:.3g} to {high:.3g}); {first}, or raise damping to about {d:.2g} (which biases "
+            "the hypergradient)")
+
+
+__all__ = ["DEFAULT_INNER_TOL", "DEFAULT_TOL", "HypergradientInfo", "ImplicitResult",
+           "UnconvergedWarning", "hypergradient", "implicit_hypergradient", "resolve_method"]

@@ -24,8 +24,14 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from autometa.hypergrad._flat import leaves
 from autometa.hypergrad.families.transforms import Hyperparameter
-from autometa.hypergrad.implicit import HypergradientInfo, hypergradient
+from autometa.hypergrad.implicit import (
+    DEFAULT_INNER_TOL,
+    DEFAULT_TOL,
+    HypergradientInfo,
+    implicit_hypergradient,
+)
 
 Batch = Any
 LossFn = Callable[["ModelView", Batch, dict[str, torch.Tensor]], torch.Tensor]
@@ -93,9 +99,13 @@ class HyperTrainer:
             and ``values`` the hyperparameter values by name.
         val_loss: ``val_loss(view, batch, values) -> scalar``.
         inner_steps: Optimizer steps between hypersteps (T).
-        method: Hypergradient method (``"cg"``, ``"neumann"``, ``"fixed_point"``, ``"exact"``).
+        method: Hypergradient method (``"auto"``: MINRES; ``"cg"``, ``"neumann"``,
+            ``"fixed_point"``, ``"exact"``).
         method_options: Options of that method (e.g. ``{"maxiter": 20}``).
         damping: Damping added to the Hessian.
+        tol, inner_tol: Tolerances of the checks
+            (:func:`~autometa.hypergrad.implicit.implicit_hypergradient`); each solve starts
+            from the previous hyperstep's solution.
         outer_lr: Learning rate of the outer optimizer.
         outer_optimizer: ``"adam"`` or ``"sgd"``.
 
@@ -105,9 +115,10 @@ class HyperTrainer:
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer,
                  hparams: Sequence[Hyperparameter], train_loss: LossFn, val_loss: LossFn, *,
-                 inner_steps: int = 10, method: str = "cg",
+                 inner_steps: int = 10, method: str = "auto",
                  method_options: dict[str, float] | None = None, damping: float = 0.0,
-                 outer_lr: float = 0.05, outer_optimizer: str = "adam") -> None:
+                 outer_lr: float = 0.05, outer_optimizer: str = "adam",
+                 tol: float = DEFAULT_TOL, inner_tol: float = DEFAULT_INNER_TOL) -> None:
         if inner_steps < 1:
             raise ValueError(f"inner_steps must be >= 1, got {inner_steps}")
         names = [h.name for h in hparams]
@@ -118,7 +129,8 @@ class HyperTrainer:
         self.train_loss, self.val_loss = train_loss, val_loss
         self.inner_steps, self.method = inner_steps, method
         self.method_options = dict(method_options or {})
-        self.damping = damping
+        self.damping, self.tol, self.inner_tol = damping, tol, inner_tol
+        self.solution: torch.Tensor | None = None   # warm start of the next linear solve
         device = next(model.parameters()).device
         for h in self.hparams:
             h.raw = h.raw.detach().to(device).requires_grad_()
@@ -211,11 +223,18 @@ class HyperTrainer:
 
         raws = {h.name: h.raw.detach() for h in self.hparams}
         try:
+            w, theta = leaves(params), leaves(raws)
+            options = dict(self.method_options)
+            tol = options.pop("tol", self.tol)  # a solver tolerance is the checked one too
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # reported through info instead
-                grads, info = hypergradient(train_fn, val_fn, params, raws, method=self.method,
-                                            damping=self.damping, return_info=True,
-                                            **self.method_options)
+                result = implicit_hypergradient(
+                    train_fn(w, theta), val_fn(w, theta), list(w.values()), list(theta.values()),
+                    method=self.method, damping=self.damping, tol=tol,
+                    inner_tol=self.inner_tol, init=self.solution, **options)
+            if result.solution is not None:
+                self.solution = result.solution
+            grads, info = dict(zip(theta, result.grads, strict=True)), result.info
             with torch.no_grad():
                 val = float(val_fn(params, raws))
         finally:
@@ -237,7 +256,8 @@ class HyperTrainer:
                 "optimizer": copy.deepcopy(self.optimizer.state_dict()),
                 "outer": copy.deepcopy(self.outer.state_dict()),
                 "hparams": {h.name: h.raw.detach().clone() for h in self.hparams},
-                "steps": self.steps}
+                "steps": self.steps,
+                "solution": None if self.solution is None else self.solution.clone()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
@@ -247,3 +267,4 @@ class HyperTrainer:
                 h.raw.copy_(state["hparams"][h.name])
         self.outer.load_state_dict(state["outer"])
         self.steps = state["steps"]
+        self.solution = state.get("solution")

@@ -17,11 +17,13 @@ Optimizers (``g_k = \nabla_w L_{train}(w_k, \theta)``):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
 
 from autometa.hypergrad._flat import Tensors, leaves
+from autometa.hypergrad.implicit import HypergradientInfo
 
 Loss = Callable[[Tensors, Tensors], torch.Tensor]
 Scalar = float | str
@@ -31,7 +33,8 @@ OPTIMIZERS = ("sgd", "momentum", "adam")
 def unrolled(train_loss: Loss, val_loss: Loss, params: Tensors, hparams: Tensors, *,
              steps: int, optimizer: str = "sgd", lr: Scalar = 0.1, momentum: Scalar = 0.9,
              beta1: Scalar = 0.9, beta2: Scalar = 0.999, eps: float = 1e-8,
-             eps_root: float = 1e-16, truncate: int | None = None) -> tuple[Tensors, Tensors]:
+             eps_root: float = 1e-16, truncate: int | None = None, return_info: bool = False
+             ) -> tuple[Tensors, Tensors] | tuple[Tensors, Tensors, HypergradientInfo]:
     """Hypergradient of ``val_loss`` after ``steps`` optimizer steps on ``train_loss``.
 
     Args:
@@ -44,10 +47,15 @@ def unrolled(train_loss: Loss, val_loss: Loss, params: Tensors, hparams: Tensors
             ``hparams`` to differentiate with respect to it (e.g. ``lr="lr"``).
         eps, eps_root: Adam's constants.
         truncate: Differentiate through only the last ``truncate`` steps (None: all).
+        return_info: Also return a :class:`~autometa.hypergrad.implicit.HypergradientInfo`:
+            the result is the exact derivative of the unrolled computation, so it is
+            ``converged`` unless a loss, a weight or the result is NaN or infinite (a diverged
+            unroll; ``message`` says which). A truncated unroll is a biased estimate of the
+            full one; ``message`` says so.
 
     Returns:
         ``(hypergradient, final_params)``: a dict keyed like ``hparams``, and :math:`w_K`
-        (detached).
+        (detached); with ``return_info``, the info as a third element.
     """
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {optimizer!r}; expected one of {list(OPTIMIZERS)}")
@@ -74,7 +82,30 @@ def unrolled(train_loss: Loss, val_loss: Loss, params: Tensors, hparams: Tensors
         [None] * len(inputs)
     result = {name: torch.zeros_like(t) if g is None else g.detach()
               for (name, t), g in zip(theta.items(), grads, strict=True)}
-    return result, {n: t.detach() for n, t in w.items()}
+    final = {n: t.detach() for n, t in w.items()}
+    if not return_info:
+        return result, final
+    return result, final, _info(float(loss.detach()), final, result, steps, truncate)
+
+
+def _info(val: float, final: Tensors, result: Tensors, steps: int,
+          truncate: int | None) -> HypergradientInfo:
+    bad = [name for name, ok in (
+        ("the validation loss", math.isfinite(val)),
+        ("the final weights", all(bool(torch.isfinite(t).all()) for t in final.values())),
+        ("the hypergradient", all(bool(torch.isfinite(t).all()) for t in result.values())))
+        if not ok]
+    norm = math.sqrt(sum(float((t.double() ** 2).sum()) for t in result.values()))
+    message = ""
+    if bad:
+        message = ("unrolled hypergradient is not finite: " + ", ".join(bad) + " is NaN or "
+                   "infinite (the unrolled steps diverged: lower the learning rate or the steps)")
+    elif truncate is not None and truncate < steps:
+        message = (f"truncated to the last {truncate} of {steps} steps: a biased estimate of the "
+                   "full unroll's hypergradient")
+    return HypergradientInfo(not bad, 0.0 if not bad else math.nan, method="unrolled",
+                             hypergrad_norm=norm if not bad else math.nan, finite=not bad,
+                             message=message)
 
 
 def _setting(value: Scalar, theta: Tensors, name: str) -> torch.Tensor | float:

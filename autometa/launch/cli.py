@@ -307,12 +307,25 @@ def _report(results: object, path: str, metric: str, mode: str,
               f"report ({best['iterations']} reports; {len(summary.table)} trials)")
     print("Best config:")
     print("  " + yaml.safe_dump(summary.best_config, sort_keys=False).rstrip().replace("\n", "\n  "))
+    if summary.hypergrad_checks:
+        print(hypergrad_summary(*summary.hypergrad_checks))
     print(f"Results: {path}")
     print(f"Best config written to {config_file}; more with: autometa show {path}")
     if saved and saved == _progress(summary):
         print("(the experiment had finished already: nothing was left to run; the results "
               "above are those saved)")
     return 0
+
+
+def hypergrad_summary(reports: int, failed: int, last: int, last_failed: int) -> str:
+    """One line on how far the trials' hypergradients can be trusted."""
+    if not failed:
+        return (f"Hypergradients: all {reports} reports met their tolerances "
+                "(hypergrad_converged = 1).")
+    return (f"Hypergradients: {failed} of {reports} reports did not meet their tolerances "
+            f"(hypergrad_converged = 0), {last_failed} of the {last} last reports a searcher "
+            "reads; hypergrad_residual and hypergrad_inner_gap in the results say why, and "
+            "each trial's log says what to change (usually: train closer to the optimum).")
 
 
 def _show(args: argparse.Namespace) -> int:
@@ -329,6 +342,8 @@ def _show(args: argparse.Namespace) -> int:
             print(summary.candidates.head(args.top).to_string(index=False))
             print("\nTrials (one per candidate and instance):")
         print(summary.table[columns].head(args.top).to_string(index=False))
+    if summary.hypergrad_checks:
+        print(hypergrad_summary(*summary.hypergrad_checks))
     out = args.output or os.path.join(summary.path, "autometa_report")
     os.makedirs(out, exist_ok=True)
     best_file = os.path.join(out, "best_config.yaml")

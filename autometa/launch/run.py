@@ -41,7 +41,7 @@ def build_tuner(space: Space, exp: Experiment, *, experiment_dir: str | None = N
     from autometa.schedulers.persist import state_callbacks
     from autometa.searchers import make_searcher
 
-    trainable = _trainable(exp)
+    trainable = _trainable(exp, space)
     num_samples = exp.num_samples
     options = dict(exp.searcher.options)
     if exp.searcher.name == "grid":
@@ -94,7 +94,7 @@ def restore_tuner(space: Space, exp: Experiment, experiment_dir: str) -> tune.Tu
     message = restore_snapshot(experiment_dir)
     if message:
         print(message, flush=True)
-    return tune.Tuner.restore(experiment_dir, trainable=_trainable(exp), resume_unfinished=True,
+    return tune.Tuner.restore(experiment_dir, trainable=_trainable(exp, space), resume_unfinished=True,
                               resume_errored=True)
 
 
@@ -161,13 +161,34 @@ def _location(exp: Experiment, experiment_dir: str | None) -> tuple[str, str]:
     return os.path.abspath(os.path.expanduser(exp.storage_path)), exp.name
 
 
-def _trainable(exp: Experiment) -> Any:
-    """The experiment's trainable, with its resources; its worker waits for it at exit."""
+def _trainable(exp: Experiment, space: Space) -> Any:
+    """The experiment's trainable, with its resources; its worker waits for it at exit.
+
+    A ``module:function`` trainable is imported with the search-space file's folder and the
+    working directory importable (a ``my_model.py`` next to the file, or where you run).
+    """
     from autometa.trainables import resolve_trainable
     from autometa.trial.exit import finish_before_exit
 
-    return tune.with_resources(finish_before_exit(resolve_trainable(exp.trainable)),
-                               _resources(exp))
+    near = [os.path.dirname(os.path.abspath(space.source))] if space.source else []
+    trainable = resolve_trainable(exp.trainable, near)
+    _ship_by_value(trainable)
+    return tune.with_resources(finish_before_exit(trainable), _resources(exp))
+
+
+def _ship_by_value(trainable: Any) -> None:
+    """Send a user's module to the workers with the trainable (they may not have its folder on
+    their path: Ray copied the driver's path when it started, and a cluster node lacks the file)."""
+    import sys
+
+    from ray import cloudpickle
+
+    module = sys.modules.get(getattr(trainable, "__module__", "") or "")
+    path = getattr(module, "__file__", None) or ""
+    installed = any(part in path for part in ("site-packages", "dist-packages"))
+    if module is None or module.__name__.startswith("autometa") or installed:
+        return
+    cloudpickle.register_pickle_by_value(module)
 
 
 def _resources(exp: Experiment) -> dict[str, float]:

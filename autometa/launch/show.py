@@ -9,6 +9,8 @@ from typing import Any
 
 import yaml
 
+from autometa.trial.keys import CONVERGED, finite_number
+
 
 @dataclass
 class ExperimentSummary:
@@ -25,6 +27,10 @@ class ExperimentSummary:
         candidates: After a race (``race``/``irace``), one row per candidate: the mean of
             the metric over its instances and how many it ran, the survivors (most
             instances) first, then by mean; None otherwise.
+        hypergrad_checks: ``(reports, failed, last_reports, last_failed)``: how many reports
+            carried hypergradient checks (``hypergrad_converged``) and how many of them failed,
+            over all reports and over each trial's last report (what a searcher reads); None
+            when no trial reported any.
     """
 
     path: str
@@ -33,6 +39,7 @@ class ExperimentSummary:
     table: Any
     best_config: dict[str, Any]
     candidates: Any = None
+    hypergrad_checks: tuple[int, int, int, int] | None = None
 
 
 def summarize(path: str, metric: str | None = None, mode: str | None = None) -> ExperimentSummary:
@@ -56,8 +63,18 @@ def summarize(path: str, metric: str | None = None, mode: str | None = None) -> 
     if not metric:
         raise ValueError("the experiment has no default metric: pass --metric")
     rows = []
+    checks = [0, 0, 0, 0]
     for trial in analysis.trials:
         history = analysis.trial_dataframes.get(trial.trial_id)
+        if history is not None and CONVERGED in history and len(history):
+            flags = [finite_number(v) for v in history[CONVERGED].tolist()]
+            flags = [f for f in flags if f is not None]
+            checks[0] += len(flags)
+            checks[1] += sum(f != 1.0 for f in flags)
+            last = finite_number(history[CONVERGED].iloc[-1])
+            if last is not None:
+                checks[2] += 1
+                checks[3] += last != 1.0
         values = [] if history is None or metric not in history else [
             v for v in history[metric].tolist() if isinstance(v, (int, float)) and math.isfinite(v)]
         best = (min(values) if mode == "min" else max(values)) if values else math.nan
@@ -85,7 +102,7 @@ def summarize(path: str, metric: str | None = None, mode: str | None = None) -> 
         best_config = {k: v for k, v in next(t.config for t in analysis.trials
                                              if t.trial_id == best_id).items() if k != key}
     return ExperimentSummary(path, metric, mode, table.reset_index(drop=True), best_config,
-                             candidates)
+                             candidates, tuple(checks) if checks[0] else None)
 
 
 def race_candidates(table: Any, metric: str, mode: str, instance_key: str) -> Any:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any
 
 from ray.tune.stopper import Stopper
+
+from autometa.trial.keys import nonfinite_number
 
 logger = logging.getLogger("autometa")
 
@@ -29,7 +30,7 @@ class ExperimentStopper(Stopper):
 
     def __call__(self, trial_id: str, result: dict) -> bool:
         value = result.get(self.metric) if self.metric else None
-        if isinstance(value, (int, float)) and not math.isfinite(value):
+        if nonfinite_number(value):
             if trial_id not in self.diverged:
                 self.diverged[trial_id] = value
                 logger.warning("trial %s diverged (%s=%r): stopping it, the search goes on",

@@ -29,6 +29,7 @@ from ray.tune.schedulers import PopulationBasedTraining
 
 from autometa.space import Space
 from autometa.space import unconstrained as coords
+from autometa.trial.keys import reported_hparam, reported_hypergrad
 
 
 def space_mutations(space: Space, differentiable: bool = False) -> dict[str, Any]:
@@ -90,10 +91,11 @@ def explore_differentiable(space: Space, config: dict, result: dict, mode: str,
             node = node.get(part, {}) if isinstance(node, dict) else {}
         if not isinstance(node, dict) or not isinstance(node.get(p.path[-1]), (int, float)):
             continue
-        x = result.get(f"hparams/{p.key}", node[p.path[-1]])
-        g = result.get(f"hypergrad/{p.key}")
+        x = reported_hparam(result, p.key)
+        x = node[p.path[-1]] if x is None else x
+        g = reported_hypergrad(result, p.key)
         u = coords.to_unconstrained(p, float(x))
-        if isinstance(g, (int, float)) and math.isfinite(g) and g != 0:
+        if g is not None and g != 0:
             du = sign * g * coords.derivative(p, u)
             u_new = u - step_size * math.copysign(1.0, du)
             operations[p.key] = f"hypergradient step ({'-' if du > 0 else '+'})"

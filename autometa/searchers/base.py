@@ -11,13 +11,13 @@ checkpoints.
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any
 
 from ray import cloudpickle
 from ray.tune.search import Searcher
 
 from autometa.space import ConstraintViolation, Space
+from autometa.trial.keys import finite_number
 
 logger = logging.getLogger(__name__)
 
@@ -161,7 +161,7 @@ class SpaceSearcher(Searcher):
 
     def _finite(self, result: dict) -> bool:
         value = result.get(self._metric)
-        ok = isinstance(value, (int, float)) and math.isfinite(value)
+        ok = finite_number(value) is not None
         if not ok and self._metric in result and not self._warned_nonfinite:
             logger.warning("%s: non-finite %s=%r is treated as a failed evaluation",
                            type(self).__name__, self._metric, value)

@@ -14,7 +14,6 @@ make it warn once and behave as its base searcher.
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any
 
 import numpy as np
@@ -23,9 +22,9 @@ from autometa.searchers._chain import Chain, ChainSettings
 from autometa.searchers.base import SpaceSearcher
 from autometa.space import Space
 from autometa.space import unconstrained as coords
+from autometa.trial.keys import HYPERGRAD_PREFIX, finite_number, reported_hparam, reported_hypergrad
 
 logger = logging.getLogger(__name__)
-HYPERGRAD, HPARAMS = "hypergrad/", "hparams/"
 
 
 class HypergradientSearcher(SpaceSearcher):
@@ -146,7 +145,7 @@ class HypergradientSearcher(SpaceSearcher):
         f, grad = self._objective(result, u) if result is not None else (None, None)
         if result is not None and grad is None and not self._gradients_seen and not self._warned:
             logger.warning("HypergradientSearcher: results carry no %s<name> for %s; searching "
-                           "like the %s base searcher", HYPERGRAD,
+                           "like the %s base searcher", HYPERGRAD_PREFIX,
                            [p.key for p in self._params], self.base_name)
             self._warned = True
         if grad is not None:
@@ -176,14 +175,14 @@ class HypergradientSearcher(SpaceSearcher):
                                      for t, i in self._trial_chain.items()}
 
     def _objective(self, result: dict, u: np.ndarray) -> tuple[float | None, np.ndarray | None]:
-        value = result.get(self._metric)
-        if not isinstance(value, (int, float)) or not math.isfinite(value):
+        value = finite_number(result.get(self._metric))
+        if value is None:
             return None, None
         sign = 1.0 if self._mode == "min" else -1.0
         grads = []
         for p, ui in zip(self._params, u, strict=True):
-            g = result.get(HYPERGRAD + p.key)
-            if not isinstance(g, (int, float)):
+            g = reported_hypergrad(result, p.key)
+            if g is None:
                 return sign * value, None
             grads.append(sign * g * coords.derivative(p, float(ui)))   # dL/du = dL/dx dx/du
         return sign * value, np.array(grads)
@@ -191,8 +190,8 @@ class HypergradientSearcher(SpaceSearcher):
     def _reported_point(self, result: dict, u: np.ndarray) -> np.ndarray:
         out = u.copy()
         for i, p in enumerate(self._params):
-            x = result.get(HPARAMS + p.key)
-            if isinstance(x, (int, float)) and math.isfinite(x):
+            x = reported_hparam(result, p.key)
+            if x is not None:
                 out[i] = coords.to_unconstrained(p, x)
         return out
 
@@ -211,8 +210,9 @@ class HypergradientSearcher(SpaceSearcher):
         Its hypergradient is unknown, so a chain's first trial evaluates it again.
         """
         self._ensure_ready()
-        if error or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if error or finite_number(value) is None:
             return
+        value = finite_number(value)
         sign = 1.0 if self._mode == "min" else -1.0
         self._seeds.append((sign * value, self.space.flatten(parameters)))
         self._seeds.sort(key=lambda item: item[0])

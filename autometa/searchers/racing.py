@@ -24,6 +24,7 @@ from autometa.racing import Race, RaceSettings
 from autometa.racing.sampling import parent_weights, sample_around
 from autometa.searchers.base import SpaceSearcher
 from autometa.space import Space
+from autometa.trial.keys import finite_number
 
 
 class RacingSearcher(SpaceSearcher):
@@ -142,8 +143,8 @@ class RacingSearcher(SpaceSearcher):
             return
         value = None
         if result is not None and not error:
-            raw = result.get(self._metric)
-            if isinstance(raw, (int, float)) and math.isfinite(raw):
+            raw = finite_number(result.get(self._metric))
+            if raw is not None:
                 value = raw if self._mode == "min" else -raw
         self.race.record(*pair, value)
 

@@ -7,7 +7,9 @@ an import path ``package.module:function`` to a Tune function trainable.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+import os
+import sys
+from collections.abc import Callable, Sequence
 
 TRAINABLES: dict[str, str] = {
     "digits_mlp": "autometa.trainables.digits:train_digits_mlp",
@@ -21,8 +23,12 @@ TRAINABLES: dict[str, str] = {
 """Built-in trainable names and the functions behind them."""
 
 
-def resolve_trainable(spec: str) -> Callable:
+def resolve_trainable(spec: str, near: Sequence[str] = ()) -> Callable:
     """Return the trainable named ``spec`` (a built-in name or ``module:function``).
+
+    A ``module:function`` is imported with the folders ``near`` (the search-space file's) and
+    the working directory importable; they are appended to ``sys.path``, which Ray passes on
+    to the trial workers, so an installed module of the same name still wins.
 
     Raises:
         ValueError: unknown name, unimportable module or missing function, with the fix.
@@ -32,6 +38,10 @@ def resolve_trainable(spec: str) -> Callable:
         raise ValueError(f"unknown trainable {spec!r}: use a built-in name "
                          f"({', '.join(sorted(TRAINABLES))}) or an import path 'module:function'")
     module_name, _, attr = target.partition(":")
+    if target is spec:  # a user's module: where they keep it is importable
+        for folder in [*near, os.getcwd()]:
+            if folder and folder not in sys.path:
+                sys.path.append(folder)
     try:
         module = importlib.import_module(module_name)
     except ImportError as err:

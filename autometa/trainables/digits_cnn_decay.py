@@ -5,9 +5,10 @@ decays; the trial itself trains with the values its config gives. The decay ente
 training loss as :math:`\\tfrac12 \\sum_k \\lambda_k \\|W_k\\|^2` over the weights of layer
 ``k`` (``conv1``, ``conv2``, ``fc``; biases and BatchNorm are not decayed). After every epoch
 the implicit hypergradient :math:`\\partial L_{val}/\\partial \\lambda_k` is taken at the current
-weights over the whole training split (conjugate gradient with ``damping``; the weights are not
-at an exact optimum, so it is a local, damped estimate: schedulers use its sign and size, not
-its exact value).
+weights over the whole training split with the public trial API
+(:class:`~autometa.hypergrad.model.ImplicitEngine`, warm-started across epochs); the weights of
+an SGD epoch are not at an exact optimum, and the reported checks
+(``hypergrad_converged``, ``hypergrad_inner_gap``, ...) say how far they are.
 
 Config keys (all optional):
 
@@ -22,7 +23,7 @@ hidden         16         channels of the first convolution
 batch_size     64         minibatch size
 epochs         20         epochs (one report each, with a checkpoint)
 train_size     (all)      use only the first ``train_size`` training samples (harder task)
-method         ``cg``     hypergradient method; ``maxiter`` 20 and ``damping`` 0.01
+method         ``auto``   hypergradient method; ``maxiter`` 20, ``damping`` 0
 seed           0          weights and minibatch order
 ============== ========== ==========================================================
 
@@ -35,19 +36,17 @@ decays; the optimizer state is kept only when the optimizer did not change.
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Any
 
 import numpy as np
 import torch
-from ray import tune
 from torch import nn
 
 from autometa.data.digits import load_digits_splits
 from autometa.hypergrad.families import Hyperparameter, LogTransform
-from autometa.hypergrad.families.weight_decay import l2_penalty
-from autometa.hypergrad.loop import HyperTrainer, ModelView
+from autometa.hypergrad.model import Hyperparameters, ImplicitEngine
 from autometa.trainables.digits import build_cnn, evaluate, load_optimizer_state, trial_device
+from autometa.trial.tune import report_hypergradients, restore_state
 
 LAYERS = {"conv1": ["1.weight"], "conv2": ["5.weight"], "fc": ["11.weight"]}
 """Decay groups: layer name -> parameter names in :func:`build_cnn`'s ``nn.Sequential``."""
@@ -86,26 +85,22 @@ def train_digits_cnn_decay(config: dict[str, Any]) -> None:
     model = build_cnn(config).to(device)
     name = config.get("optimizer", "sgd")
     optimizer = make_optimizer(name, float(config.get("lr", 0.05)), model.parameters())
-    hparams = [Hyperparameter.from_value(f"decay.{layer}", torch.tensor(value, device=device),
-                                         LogTransform()) for layer, value in
-               decay_values(config).items()]
-    groups = {f"decay.{layer}": names for layer, names in LAYERS.items()}
+    hp = Hyperparameters([Hyperparameter.from_value(f"decay.{layer}",
+                                                    torch.tensor(value, device=device),
+                                                    LogTransform())
+                          for layer, value in decay_values(config).items()])
+    layers = dict(model.named_parameters())
 
-    def train_loss(view: Any, batch: Any, values: dict) -> torch.Tensor:
-        x, y = batch
-        return nn.functional.cross_entropy(view(x), y) + l2_penalty(view.params, values, groups)
+    def train_loss(hp: Any, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        penalty = sum(0.5 * hp[f"decay.{layer}"] * (layers[n] ** 2).sum()
+                      for layer, names in LAYERS.items() for n in names)
+        return nn.functional.cross_entropy(model(x), y) + penalty
 
-    def val_loss(view: Any, batch: Any, values: dict) -> torch.Tensor:
-        x, y = batch
-        return nn.functional.cross_entropy(view(x), y)
-
-    trainer = HyperTrainer(model, optimizer, hparams, train_loss, val_loss,
-                           method=config.get("method", "cg"),
-                           method_options={"maxiter": int(config.get("maxiter", 20))},
-                           damping=float(config.get("damping", 1e-2)))
+    engine = ImplicitEngine(model, hp, method=config.get("method", "auto"),
+                            damping=float(config.get("damping", 0.0)),
+                            maxiter=int(config.get("maxiter", 20)))
     rng = np.random.default_rng(seed)
-    start = _restore(model, optimizer, name, rng, device)
-    values = trainer.values()
+    start = _restore(model, optimizer, name, rng, engine, device)
     batch = int(config.get("batch_size", 64))
     for epoch in range(start + 1, int(config.get("epochs", 20)) + 1):
         model.train()
@@ -114,35 +109,29 @@ def train_digits_cnn_decay(config: dict[str, Any]) -> None:
         for i in range(0, size, batch):
             idx = order[i:i + batch]
             optimizer.zero_grad()
-            loss = train_loss(ModelView(model), (t["x_train"][idx], t["y_train"][idx]), values)
+            loss = train_loss(hp, t["x_train"][idx], t["y_train"][idx])
             loss.backward()
             optimizer.step()
             total += float(loss.detach()) * len(idx)
-        grads, _, info = trainer.hypergradient((t["x_train"], t["y_train"]),
-                                               (t["x_val"], t["y_val"]))
-        metrics = {"epoch": epoch, "train_loss": total / size,
-                   "hypergrad_converged": float(info.converged)}
-        for h in hparams:
-            metrics[f"hparams/{h.name}"] = float(h.value().detach())
-            metrics[f"hypergrad/{h.name}"] = float(h.value_grad(grads[h.name]).detach())
-        metrics.update(evaluate(model, t, "val"))
-        metrics.update(evaluate(model, t, "test"))
-        with tempfile.TemporaryDirectory() as folder:
-            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "optimizer_name": name, "rng": rng.bit_generator.state, "epoch": epoch},
-                       os.path.join(folder, "state.pt"))
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+        result = engine.hypergradients(
+            lambda h: train_loss(h, t["x_train"], t["y_train"]),
+            lambda h: nn.functional.cross_entropy(model(t["x_val"]), t["y_val"]))
+        metrics = {"epoch": epoch, "train_loss": total / size, **evaluate(model, t, "val"),
+                   **evaluate(model, t, "test")}
+        report_hypergradients(result, metrics, state={
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "optimizer_name": name, "rng": rng.bit_generator.state, "epoch": epoch,
+            "engine": engine.state_dict()})
 
 
 def _restore(model: nn.Module, optimizer: torch.optim.Optimizer, name: str,
-             rng: np.random.Generator, device: torch.device) -> int:
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is None:
+             rng: np.random.Generator, engine: ImplicitEngine, device: torch.device) -> int:
+    state = restore_state(map_location=device)
+    if state is None:
         return 0
-    with checkpoint.as_directory() as folder:
-        state = torch.load(os.path.join(folder, "state.pt"), map_location=device,
-                           weights_only=False)
     model.load_state_dict(state["model"])
+    if "engine" in state:  # the warm start only: the decays come from the (new) config
+        engine.solution = state["engine"]["solution"]
     if state["optimizer_name"] == name:  # PBT may have switched the optimizer
         load_optimizer_state(optimizer, state["optimizer"])
     rng.bit_generator.state = state["rng"]

@@ -29,6 +29,7 @@ import torch
 from autometa.data.curation import group_hypergradients
 from autometa.data.digits import load_digits_standardized
 from autometa.data.loo import loo_error, one_hot, weighted_ridge
+from autometa.trial.keys import hypergrad_metrics
 
 CLASSES = 10
 
@@ -65,9 +66,10 @@ def group_weight_scores(config: dict[str, Any]) -> dict[str, float]:
            **_held_out(features, targets, alpha, ridge, data)}
     (derivative,) = torch.autograd.grad(out[objective], alpha)
     out = {k: float(v.detach()) for k, v in out.items()}
-    for name, value in group_hypergradients(derivative, groups).items():
-        out[f"hypergrad/weight_{name}"] = value
-        out[f"hparams/weight_{name}"] = float(config[f"weight_{name}"])
+    grads = {f"weight_{name}": value for name, value in
+             group_hypergradients(derivative, groups).items()}
+    # a closed form through an exact solve: nothing to converge
+    out.update(hypergrad_metrics(grads, {n: float(config[n]) for n in grads}))
     return out
 
 

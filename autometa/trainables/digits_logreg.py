@@ -13,7 +13,7 @@ key                  default    meaning
 penalty              1e-2       one shared value, or a mapping of 64 values (one per pixel,
                                 in the mapping's order), e.g. a search-space group
 hypersteps           0          hypergradient-descent steps inside the trial; 0 trains once
-method               ``cg``     hypergradient method
+method               ``auto``   hypergradient method
 outer_lr             0.5        Adam's learning rate on log(penalty)
 penalty_low/high     e^-8, e^2  bounds the penalties are clipped to
 holdout              0          validation samples held out of ``val_loss`` and its
@@ -90,7 +90,7 @@ def train_digits_logreg(config: dict[str, Any]) -> None:
                               tolerance_change=1e-12, history_size=20,
                               line_search_fn="strong_wolfe")
     trainer = HyperTrainer(model, inner, hparams, train, val, inner_steps=1,
-                           method=config.get("method", "cg"),
+                           method=config.get("method", "auto"),
                            outer_lr=float(config.get("outer_lr", 0.5)))
     restored = restore_trainer(trainer)
     hypersteps = int(config.get("hypersteps", 0))

@@ -11,6 +11,8 @@ from typing import Any
 
 from ray import tune
 
+from autometa.trial.keys import hypergrad_metrics
+
 
 def quadratic(config: dict[str, Any]) -> None:
     """Report ``loss = sum((x_i - target)^2)`` over the numeric config values, per iteration.
@@ -50,10 +52,9 @@ def quadratic(config: dict[str, Any]) -> None:
         metrics = {"loss": value, "iteration": i}
         if config.get("report_placement"):
             metrics.update(placement(), resumed_from=start - 1)
-        if config.get("report_hypergrad"):
-            for key, x in numbers:
-                metrics[f"hypergrad/{key}"] = 2 * (x - target) * (1 + 1 / i)
-                metrics[f"hparams/{key}"] = x
+        if config.get("report_hypergrad"):  # exact: d loss / dx = 2 (x - target)(1 + 1/i)
+            metrics.update(hypergrad_metrics({k: 2 * (x - target) * (1 + 1 / i) for k, x in numbers},
+                                             dict(numbers)))
         if not config.get("checkpoint"):
             tune.report(metrics)
             continue

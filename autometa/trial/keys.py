@@ -1,14 +1,87 @@
-"""Result keys of the trial contract (pure: no Ray, no torch at import)."""
+"""The result-key contract between trials and searchers/schedulers (pure: no Ray, no torch).
+
+Every name below is spelled here and nowhere else: trials write their results through
+:func:`hypergrad_metrics` (or :func:`hyperstep_metrics`), searchers and schedulers read them
+through :func:`reported_hypergrad` and :func:`reported_hparam`.
+"""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from typing import Any
 
 HPARAM_PREFIX = "hparams/"
+"""``hparams/<name>``: the value of hyperparameter ``<name>`` the trial used (dotted space key)."""
 HYPERGRAD_PREFIX = "hypergrad/"
+"""``hypergrad/<name>``: d metric / d value, in the value's own units."""
+CONVERGED = "hypergrad_converged"
+"""1.0 when every check of the hypergradient passed (its stated tolerances were met)."""
+RESIDUAL = "hypergrad_residual"
+"""Relative residual of the linear solve (implicit differentiation)."""
+INNER_GAP = "hypergrad_inner_gap"
+"""First-order change of the validation loss if training went on to the inner optimum."""
+INNER_GRAD_NORM = "hypergrad_inner_grad_norm"
+"""Norm of the training loss's gradient at the weights the hypergradient was taken at."""
+DAMPING = "hypergrad_damping"
+"""Damping added to the Hessian (a damped hypergradient is biased)."""
+SKIPPED = "hyperstep_skipped"
+"""1.0 when a non-finite loss or hypergradient skipped the in-trial hyperstep."""
+
+
+def finite_number(value: Any) -> float | None:
+    """``value`` as a float if it is a finite number (Python, NumPy or 0-d tensor), else None.
+
+    Booleans and strings are not numbers here (a result of ``True`` or ``"0.5"`` is not a
+    metric).
+    """
+    if isinstance(value, (bool, str, bytes)) or value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def nonfinite_number(value: Any) -> bool:
+    """Whether ``value`` is a number (as :func:`finite_number` reads them) that is NaN or infinite."""
+    if isinstance(value, (bool, str, bytes)) or value is None:
+        return False
+    try:
+        return not math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def hypergrad_key(name: str) -> str:
+    """The result key of the hypergradient of ``name``."""
+    return HYPERGRAD_PREFIX + name
+
+
+def hparam_key(name: str) -> str:
+    """The result key of the value of ``name``."""
+    return HPARAM_PREFIX + name
+
+
+def reported_hypergrad(result: Mapping[str, Any], name: str) -> float | None:
+    """The finite hypergradient of ``name`` in ``result``, or None."""
+    return finite_number(result.get(hypergrad_key(name)))
+
+
+def reported_hparam(result: Mapping[str, Any], name: str) -> float | None:
+    """The finite value of ``name`` the trial reported using, or None."""
+    return finite_number(result.get(hparam_key(name)))
+
+
+def reported_names(result: Mapping[str, Any]) -> list[str]:
+    """Names of the hyperparameters ``result`` carries a hypergradient for."""
+    return [k[len(HYPERGRAD_PREFIX):] for k in result if isinstance(k, str)
+            and k.startswith(HYPERGRAD_PREFIX)]
 
 
 def _flatten(name: str, value: Any) -> dict[str, float]:
+    # a tensor-valued hyperparameter is reported element by element: <name>.<i>
     if hasattr(value, "detach"):
         value = value.detach().cpu().reshape(-1).tolist()
         if len(value) == 1:
@@ -17,14 +90,45 @@ def _flatten(name: str, value: Any) -> dict[str, float]:
     return {name: float(value)}
 
 
+def hypergrad_metrics(hypergrads: Mapping[str, Any], values: Mapping[str, Any] | None = None,
+                      info: Any = None) -> dict[str, float]:
+    """The result keys of hypergradients (value units), the values used, and the checks.
+
+    Args:
+        hypergrads: d metric / d value by hyperparameter name (numbers or tensors).
+        values: The values the trial used, by name.
+        info: A :class:`~autometa.hypergrad.implicit.HypergradientInfo` (or anything with its
+            attributes ``converged``, ``relative_residual``, ``inner_gap``,
+            ``inner_grad_norm`` and ``damping``); without it the hypergradients are taken to
+            be exact (``hypergrad_converged`` 1.0), as a closed form is.
+
+    Example:
+        >>> hypergrad_metrics({"lr": 0.5}, {"lr": 0.01})
+        {'hparams/lr': 0.01, 'hypergrad/lr': 0.5, 'hypergrad_converged': 1.0}
+    """
+    out: dict[str, float] = {}
+    for name, value in (values or {}).items():
+        out.update({hparam_key(k): v for k, v in _flatten(name, value).items()})
+    for name, value in hypergrads.items():
+        out.update({hypergrad_key(k): v for k, v in _flatten(name, value).items()})
+    if info is None:
+        out[CONVERGED] = 1.0
+        return out
+    out[CONVERGED] = float(bool(info.converged))
+    for key, attribute in ((RESIDUAL, "relative_residual"), (INNER_GAP, "inner_gap"),
+                           (INNER_GRAD_NORM, "inner_grad_norm"), (DAMPING, "damping")):
+        value = getattr(info, attribute, None)
+        if value is not None:
+            out[key] = float(value)
+    return out
+
+
 def hyperstep_metrics(result: Any) -> dict[str, float]:
     """Result keys of a :class:`~autometa.hypergrad.loop.HyperStepResult`."""
     out: dict[str, float] = {"train_loss": result.train_loss, "val_loss": result.val_loss,
-                             "hyperstep_skipped": float(result.skipped)}
-    for name, value in result.values.items():
-        out.update({HPARAM_PREFIX + k: v for k, v in _flatten(name, value).items()})
-    for name, value in result.hypergrads.items():
-        out.update({HYPERGRAD_PREFIX + k: v for k, v in _flatten(name, value).items()})
-    if result.info is not None:
-        out["hypergrad_converged"] = float(result.info.converged)
+                             SKIPPED: float(result.skipped)}
+    metrics = hypergrad_metrics(result.hypergrads, result.values, result.info)
+    if result.info is None:  # a skipped step has no hypergradient, so nothing converged
+        metrics[CONVERGED] = 0.0 if result.skipped else metrics[CONVERGED]
+    out.update(metrics)
     return out

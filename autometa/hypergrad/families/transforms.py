@@ -98,7 +98,7 @@ class Hyperparameter:
     Example:
         >>> import torch
         >>> decay = Hyperparameter.from_value("decay", torch.tensor(1e-3), LogTransform())
-        >>> float(decay.value())
+        >>> round(float(decay.value()), 9)
         0.001
     """
 

@@ -1,0 +1,236 @@
+r"""The learning rate and momentum of your own optimizer, differentiable through its last steps.
+
+Implicit differentiation cannot see the optimizer's settings (the optimum does not depend on
+them). Differentiating the validation loss through the steps the optimizer actually took does:
+:class:`UnrolledEngine` carries, along your training loop, the tangent
+:math:`z = \partial w / \partial s` of the weights with respect to each optimizer setting
+:math:`s` (forward mode, as in Franceschi et al.'s forward hypergradient), one Hessian-vector
+product per setting and step, and gives :math:`dL_{val}/ds = \nabla_w L_{val} \cdot z`.
+The unroll covers the steps since the last :meth:`UnrolledEngine.hypergradients` call (a
+truncated unroll: the tangent restarts at zero after each call).
+
+Tangent recursions (:math:`g_k = \nabla_w L_{train}(w_k)`, :math:`\dot g_k = H_k z_k`, the
+optimizer's own ``weight_decay`` :math:`\omega` adds :math:`\omega w` to :math:`g`):
+
+* SGD with momentum :math:`\mu` (PyTorch's, no dampening): :math:`b_{k+1} = \mu b_k + g_k`,
+  :math:`w_{k+1} = w_k - \eta b_{k+1}`, so
+  :math:`\dot b_{k+1} = \mu \dot b_k + [s = \mu]\, b_k + \dot g_k` and
+  :math:`z_{k+1} = z_k - \eta \dot b_{k+1} - [s = \eta]\, b_{k+1}`.
+* Adam: :math:`m, v` the moment estimates, :math:`\hat m = m / (1 - \beta_1^t)`,
+  :math:`\hat v = v / (1 - \beta_2^t)`, :math:`d = \hat m / (\sqrt{\hat v} + \epsilon)`,
+  :math:`w_{k+1} = w_k - \eta d`: :math:`\dot m = \beta_1 \dot m + (1 - \beta_1) \dot g`,
+  :math:`\dot v = \beta_2 \dot v + 2 (1 - \beta_2)\, g \odot \dot g`,
+  :math:`\dot d = \dot{\hat m} / (\sqrt{\hat v} + \epsilon) - \hat m \odot \dot{\hat v}
+  / (2 \sqrt{\hat v} (\sqrt{\hat v} + \epsilon)^2)` and
+  :math:`z_{k+1} = z_k - \eta \dot d - [s = \eta]\, d` (the learning rate only).
+
+Never imports Ray.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from autometa.hypergrad.implicit import HypergradientInfo
+from autometa.hypergrad.model import Hypergradients, Hyperparameters
+
+SETTINGS = {torch.optim.SGD: ("lr", "momentum"), torch.optim.Adam: ("lr",)}
+"""Optimizers supported and the settings each can differentiate."""
+
+
+class UnrolledEngine:
+    """Hypergradients of optimizer settings through the steps of your own training loop.
+
+    Call :meth:`step` with the training loss instead of ``loss.backward(); optimizer.step()``:
+    it sets the optimizer's settings from ``hparams`` (so ``hp["lr"]`` is the learning rate
+    used), computes the gradients (with a graph, for the Hessian-vector products), steps the
+    optimizer, and carries the tangents.
+
+    Args:
+        model: The network (its parameters that require grad).
+        optimizer: ``torch.optim.SGD`` (momentum, weight decay; no dampening or Nesterov) or
+            ``torch.optim.Adam`` (weight decay; no AMSGrad), over those parameters, one group.
+        hparams: The hyperparameters; ``settings`` names which of them are optimizer settings.
+        settings: Optimizer setting -> hyperparameter name, e.g. ``{"lr": "lr"}`` (default:
+            every supported setting whose name is a hyperparameter).
+
+    Raises:
+        ValueError: an unsupported optimizer or setting, or several parameter groups.
+    """
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer,
+                 hparams: Hyperparameters, settings: Mapping[str, str] | None = None) -> None:
+        supported = SETTINGS.get(type(optimizer))
+        if supported is None:
+            raise ValueError(f"{type(optimizer).__name__}: only {sorted(c.__name__ for c in SETTINGS)} "
+                             "can be differentiated through")
+        if len(optimizer.param_groups) != 1:
+            raise ValueError("the optimizer must have one parameter group")
+        group = optimizer.param_groups[0]
+        if group.get("nesterov") or group.get("dampening") or group.get("amsgrad"):
+            raise ValueError("Nesterov momentum, dampening and AMSGrad are not supported")
+        if settings is None:
+            settings = {s: s for s in supported if s in hparams}
+        unknown = [s for s in settings if s not in supported]
+        if unknown:
+            raise ValueError(f"{type(optimizer).__name__} has no differentiable setting {unknown}; "
+                             f"these are: {list(supported)}")
+        missing = [n for n in settings.values() if n not in hparams]
+        if missing:
+            raise ValueError(f"no hyperparameter {missing}; these are: {hparams.names}")
+        if not settings:
+            raise ValueError(f"no hyperparameter names a setting of {type(optimizer).__name__} "
+                             f"({list(supported)}): pass settings={{'lr': '<name>'}}")
+        self.model, self.optimizer, self.hparams = model, optimizer, hparams
+        self.settings = dict(settings)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        owned = {id(p) for p in group["params"]}
+        if any(id(p) not in owned for p in self.params):
+            raise ValueError("the optimizer must hold every parameter of the model that "
+                             "requires grad")
+        self.steps = 0
+        self.reset()
+
+    def reset(self) -> None:
+        """Restart the unroll here (tangents to zero)."""
+        zeros = lambda: [torch.zeros_like(p) for p in self.params]  # noqa: E731
+        self.tangents = {s: {"w": zeros(), "b": zeros(), "m": zeros(), "v": zeros()}
+                         for s in self.settings}
+        self.unrolled = 0
+
+    def step(self, loss: torch.Tensor) -> torch.Tensor:
+        """One optimizer step on ``loss`` (a scalar of the current weights), carrying the tangents."""
+        group = self.optimizer.param_groups[0]
+        for setting, name in self.settings.items():
+            group[setting] = float(self.hparams[name])
+        grads = torch.autograd.grad(loss, self.params, create_graph=True, allow_unused=True)
+        grads = [torch.zeros_like(p) if g is None else g for p, g in zip(self.params, grads,
+                                                                          strict=True)]
+        decay = float(group.get("weight_decay", 0.0) or 0.0)
+        hvps = {}
+        for setting, t in self.tangents.items():
+            if self.unrolled == 0:
+                hvps[setting] = [torch.zeros_like(p) for p in self.params]
+                continue
+            products = torch.autograd.grad(grads, self.params, grad_outputs=t["w"],
+                                           retain_graph=True, allow_unused=True)
+            hvps[setting] = [(torch.zeros_like(p) if h is None else h.detach()) + decay * z
+                             for p, h, z in zip(self.params, products, t["w"], strict=True)]
+        previous = [{**self._state(p), "_w": p.detach().clone()} for p in self.params]  # b_k, w_k
+        with torch.no_grad():
+            for p, g in zip(self.params, grads, strict=True):
+                p.grad = g.detach().clone()
+        self.optimizer.step()
+        with torch.no_grad():
+            for setting, t in self.tangents.items():
+                self._carry(setting, t, hvps[setting], grads, previous, group, decay)
+        self.unrolled += 1
+        self.steps += 1
+        return loss.detach()
+
+    def hypergradients(self, val_loss: Callable[[Mapping[str, torch.Tensor]], torch.Tensor]
+                       ) -> Hypergradients:
+        """:math:`dL_{val}/ds` for every setting over the steps since the last call; then the
+        unroll restarts. ``val_loss(hp)`` is called in evaluation mode."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            value = val_loss(self.hparams.values())
+            grads = torch.autograd.grad(value, self.params, allow_unused=True)
+        finally:
+            self.model.train(was_training)
+        grads = [torch.zeros_like(p) if g is None else g for p, g in zip(self.params, grads,
+                                                                          strict=True)]
+        out = {}
+        for setting, name in self.settings.items():
+            z = self.tangents[setting]["w"]
+            out[name] = sum((g * zi).sum() for g, zi in zip(grads, z, strict=True)).detach()
+        finite = math.isfinite(float(value.detach())) and all(
+            math.isfinite(float(v)) for v in out.values())
+        norm = math.sqrt(sum(float(v) ** 2 for v in out.values())) if finite else math.nan
+        message = "" if finite else ("unrolled hypergradient is not finite: the validation loss "
+                                     "or the tangents are NaN or infinite (the steps diverged)")
+        if finite and self.unrolled == 0:
+            message = "no step since the last call: the hypergradient is 0"
+        info = HypergradientInfo(finite, 0.0 if finite else math.nan, method="unrolled",
+                                 hypergrad_norm=norm, finite=finite, message=message)
+        values = {name: self.hparams[name] for name in self.settings.values()}
+        self.reset()
+        return Hypergradients(out, values, float(value.detach()), info)
+
+    # ------------------------------------------------------------------ maths
+    def _state(self, p: torch.Tensor) -> dict[str, Any]:
+        state = self.optimizer.state.get(p, {})
+        return {k: (v.detach().clone() if isinstance(v, torch.Tensor) else v)
+                for k, v in state.items()}
+
+    def _carry(self, setting: str, t: dict, hvps: Sequence[torch.Tensor],
+               grads: Sequence[torch.Tensor], previous: Sequence[dict], group: dict,
+               decay: float) -> None:
+        lr = group["lr"]
+        for i, p in enumerate(self.params):
+            state, before, gdot = self.optimizer.state[p], previous[i], hvps[i]
+            g = grads[i].detach() + decay * before["_w"] if decay else grads[i].detach()
+            if isinstance(self.optimizer, torch.optim.SGD):
+                mu = group.get("momentum", 0.0) or 0.0
+                if mu:
+                    b_prev = before.get("momentum_buffer")
+                    b_next = state["momentum_buffer"]
+                    # the first step sets b_1 = g_1: its tangent is g_1's
+                    bdot = gdot if b_prev is None else mu * t["b"][i] + gdot + (
+                        b_prev if setting == "momentum" else 0.0)
+                    t["b"][i] = bdot
+                else:
+                    b_next, bdot = g, gdot
+                t["w"][i] = t["w"][i] - lr * bdot - (b_next if setting == "lr" else 0.0)
+                continue
+            beta1, beta2 = group["betas"]
+            step = float(state["step"])
+            t["m"][i] = beta1 * t["m"][i] + (1 - beta1) * gdot
+            t["v"][i] = beta2 * t["v"][i] + 2 * (1 - beta2) * g * gdot
+            c1, c2 = 1 - beta1 ** step, 1 - beta2 ** step
+            m_hat, v_hat = state["exp_avg"] / c1, state["exp_avg_sq"] / c2
+            root = v_hat.sqrt()
+            denom = root + group["eps"]
+            # d(1/(sqrt(v)+eps))/dv = -1 / (2 sqrt(v) (sqrt(v)+eps)^2), taken as 0 where v = 0
+            dv = torch.where(root > 0, (t["v"][i] / c2) / (2 * root.clamp_min(1e-30) * denom ** 2),
+                             torch.zeros_like(root))
+            ddot = (t["m"][i] / c1) / denom - m_hat * dv
+            t["w"][i] = t["w"][i] - lr * ddot - (m_hat / denom if setting == "lr" else 0.0)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The tangents and counters (to resume the unroll exactly)."""
+        return {"tangents": {s: {k: [x.clone() for x in v] for k, v in t.items()}
+                             for s, t in self.tangents.items()},
+                "unrolled": self.unrolled, "steps": self.steps}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.tangents = {s: {k: [x.clone() for x in v] for k, v in t.items()}
+                         for s, t in state["tangents"].items()}
+        self.unrolled, self.steps = int(state["unrolled"]), int(state["steps"])
+
+
+def combine(*results: Hypergradients) -> Hypergradients:
+    """One result from several (e.g. implicit for the weight decay, unrolled for the learning
+    rate): the union of their hypergradients and values, converged only if all are, the
+    checks of the first (the messages of all)."""
+    if not results:
+        raise ValueError("nothing to combine")
+    grads, values = {}, {}
+    for r in results:
+        grads.update(r.grads)
+        values.update(r.values)
+    first = results[0].info
+    info = dataclasses.replace(first, converged=all(r.info.converged for r in results),
+                               finite=all(r.info.finite for r in results),
+                               message="; ".join(r.info.message for r in results if r.info.message))
+    return Hypergradients(grads, values, results[0].val_loss, info)
+
+
+__all__ = ["SETTINGS", "UnrolledEngine", "combine"]

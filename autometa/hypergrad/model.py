@@ -1,0 +1,342 @@
+r"""Hypergradients of your own ``nn.Module`` and loss closures (the trial-side API).
+
+Three objects, for a training loop you already have:
+
+* :class:`Hyperparameters`: the search space's differentiable hyperparameters as tensors,
+  keyed by their names in the space file and built from the trial's ``config`` in one call
+  (transforms and bounds from the space: log for ``loguniform``, logit to the bounds of a
+  bounded ``uniform``).
+* :class:`ImplicitEngine`: ``engine.hypergradients(train_loss, val_loss)`` with closures that
+  call your model as usual (``model(x)``) and read hyperparameters as ``hp["weight_decay"]``;
+  it differentiates through the model's own parameters (nothing is copied, no functional
+  rewrite), keeps BatchNorm statistics and every ``.grad`` as they were, warm-starts each
+  linear solve from the previous one, and checks what it returns.
+* :class:`Hypergradients`: the result in value units with its checks
+  (:class:`~autometa.hypergrad.implicit.HypergradientInfo`); ``.metrics()`` gives the Tune
+  result keys (:mod:`autometa.trial.keys`).
+
+Example:
+    >>> import torch
+    >>> from torch import nn
+    >>> from autometa.space import space_from_dict
+    >>> space = space_from_dict({"parameters": {"weight_decay": {"type": "loguniform",
+    ...     "low": 1e-4, "high": 1.0, "differentiable": True}}})
+    >>> hp = Hyperparameters.from_config({"weight_decay": 0.1}, space, dtype=torch.float64)
+    >>> torch.manual_seed(0) and None
+    >>> x, y = torch.randn(20, 3, dtype=torch.float64), torch.randn(20, dtype=torch.float64)
+    >>> model = nn.Linear(3, 1, dtype=torch.float64)
+    >>> def train_loss(hp):
+    ...     fit = ((model(x).squeeze(1) - y) ** 2).mean()
+    ...     return fit + hp["weight_decay"] * (model.weight ** 2).sum()
+    >>> def val_loss(hp):
+    ...     return ((model(x[:5]).squeeze(1) - y[:5]) ** 2).mean()
+    >>> opt = torch.optim.LBFGS(model.parameters(), max_iter=200, tolerance_grad=1e-12,
+    ...                         line_search_fn="strong_wolfe")
+    >>> def closure():
+    ...     opt.zero_grad(); loss = train_loss(hp); loss.backward(); return loss
+    >>> _ = opt.step(closure)
+    >>> result = ImplicitEngine(model, hp).hypergradients(train_loss, val_loss)
+    >>> result.info.converged, result.grads["weight_decay"] > 0   # less decay fits better
+    (True, tensor(True))
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from autometa.hypergrad.families.transforms import (
+    Hyperparameter,
+    IdentityTransform,
+    LogitTransform,
+    LogTransform,
+    Transform,
+)
+from autometa.hypergrad.implicit import (
+    DEFAULT_INNER_TOL,
+    DEFAULT_TOL,
+    HypergradientInfo,
+    implicit_hypergradient,
+)
+from autometa.space import Space
+from autometa.space import unconstrained as coords
+from autometa.space.parameters import Parameter
+
+Closure = Callable[[Mapping[str, torch.Tensor]], torch.Tensor]
+
+
+class Hyperparameters:
+    """Named hyperparameter tensors for a trial: ``hp["weight_decay"]`` is the current value.
+
+    Indexing gives the value detached (for the ordinary training step); the engines pass
+    their closures a mapping of the same names whose values carry a graph. The values are
+    always inside their bounds.
+
+    Args:
+        hparams: The hyperparameters (:class:`~autometa.hypergrad.families.Hyperparameter`).
+    """
+
+    def __init__(self, hparams: Sequence[Hyperparameter]) -> None:
+        names = [h.name for h in hparams]
+        if len(set(names)) != len(names):
+            raise ValueError(f"hyperparameter names must be unique: {names}")
+        self.hparams = list(hparams)
+        self._by_name = {h.name: h for h in self.hparams}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], space: Space | str,
+                    names: Sequence[str] | None = None, *, device: torch.device | str | None = None,
+                    dtype: torch.dtype | None = None) -> Hyperparameters:
+        """The space's differentiable hyperparameters (or ``names``) at the trial's config values.
+
+        Args:
+            config: The trial's config (nested as Tune passes it).
+            space: The search space (a :class:`~autometa.space.Space` or a file's path).
+            names: Space keys to use; default: those marked ``differentiable``. Inactive
+                conditional parameters are left out.
+            device, dtype: Of the tensors (default: the default dtype, CPU).
+
+        Raises:
+            ValueError: no differentiable parameter, an unknown name, a parameter that is not
+                continuous, or a config without its value.
+        """
+        if isinstance(space, str):
+            from autometa.space import load_space
+
+            space = load_space(space)
+        params = _chosen(space, names)
+        flat = space.flatten(dict(config))
+        dtype = dtype or torch.get_default_dtype()
+        out = []
+        for p in params:
+            if not space.is_active(p, flat):
+                continue
+            value = flat.get(p.key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                    not math.isfinite(value):
+                raise ValueError(f"{p.key}: the config has no finite number for it (got {value!r})")
+            raw = torch.tensor(coords.to_unconstrained(p, float(value)), dtype=dtype, device=device)
+            out.append(Hyperparameter(p.key, raw, transform_of(p), p.low, p.high))
+        return cls(out)
+
+    # ------------------------------------------------------------ mapping
+    def __getitem__(self, name: str) -> torch.Tensor:
+        if name not in self._by_name:
+            raise KeyError(f"no hyperparameter {name!r}; these are: {self.names}")
+        return self._by_name[name].value().detach()
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._by_name
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._by_name)
+
+    def __len__(self) -> int:
+        return len(self.hparams)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._by_name)
+
+    def values(self) -> dict[str, torch.Tensor]:
+        """Current values by name (detached)."""
+        return {h.name: h.value().detach() for h in self.hparams}
+
+    def floats(self) -> dict[str, float]:
+        """Current values of the scalar hyperparameters as floats."""
+        return {n: float(v) for n, v in self.values().items() if v.numel() == 1}
+
+    def tracked(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """``(raws, values)``: fresh leaves of the unconstrained tensors, and the values computed
+        from them (a graph to differentiate through)."""
+        raws = {h.name: h.raw.detach().requires_grad_() for h in self.hparams}
+        return raws, {n: self._by_name[n].value(r) for n, r in raws.items()}
+
+    def value_grads(self, raw_grads: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """:math:`\\partial L/\\partial x` from the gradients with respect to the raw tensors."""
+        return {n: self._by_name[n].value_grad(g).detach() for n, g in raw_grads.items()}
+
+    def set(self, name: str, value: float | torch.Tensor) -> None:
+        """Move ``name`` to ``value`` (clipped to its bounds)."""
+        h = self._by_name[name]
+        value = torch.as_tensor(value, dtype=h.raw.dtype, device=h.raw.device)
+        if h.low is not None or h.high is not None:
+            value = value.clamp(min=h.low, max=h.high)
+        with torch.no_grad():
+            h.raw = h.transform.inverse(_inside(h.transform, value)).detach()
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The unconstrained tensors by name (values resume exactly)."""
+        return {h.name: h.raw.detach().clone() for h in self.hparams}
+
+    def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
+        """Put back what :meth:`state_dict` gave (names it lacks keep their values)."""
+        for h in self.hparams:
+            if h.name in state:
+                h.raw = state[h.name].detach().clone().to(h.raw.device)
+
+    def __repr__(self) -> str:
+        return f"Hyperparameters({self.floats()})"
+
+
+def transform_of(param: Parameter) -> Transform:
+    """The torch transform of a space parameter's unconstrained coordinate
+    (:mod:`autometa.space.unconstrained`: log, logit to the bounds, or identity)."""
+    kind = coords.kind(param)
+    if kind == "log":
+        return LogTransform()
+    if kind == "logit":
+        return LogitTransform(float(param.low), float(param.high))
+    return IdentityTransform()
+
+
+def _inside(transform: Transform, value: torch.Tensor) -> torch.Tensor:
+    if isinstance(transform, LogitTransform):
+        span = (transform.high - transform.low) * 1e-9
+        return value.clamp(min=transform.low + span, max=transform.high - span)
+    if isinstance(transform, LogTransform):
+        return value.clamp(min=torch.finfo(value.dtype).tiny)
+    return value
+
+
+def _chosen(space: Space, names: Sequence[str] | None) -> list[Parameter]:
+    if names is None:
+        params = space.differentiable()
+        if not params:
+            raise ValueError("the space marks no parameter 'differentiable: true'; mark the "
+                             "continuous ones a trial differentiates, or pass names=[...]")
+    else:
+        unknown = [n for n in names if n not in space]
+        if unknown:
+            raise ValueError(f"not in the space: {unknown}; its parameters are {space.keys}")
+        params = [space[n] for n in names]
+    for p in params:
+        try:
+            coords.kind(p)
+        except ValueError:
+            raise ValueError(f"{p.key}: only a continuous parameter (uniform, loguniform, normal, "
+                             f"without q) can be differentiated; {p.key} is {p.dist}"
+                             f"{' with q' if p.q else ''}") from None
+    return params
+
+
+@dataclass(frozen=True)
+class Hypergradients:
+    """Hypergradients of a validation loss, in each value's own units, with their checks.
+
+    Attributes:
+        grads: :math:`dL_{val}/dx` by hyperparameter name.
+        values: The values they were taken at.
+        val_loss: The validation loss at the weights they were taken at.
+        info: The checks (``info.converged``, ``info.message``).
+    """
+
+    grads: dict[str, torch.Tensor]
+    values: dict[str, torch.Tensor]
+    val_loss: float
+    info: HypergradientInfo
+
+    def metrics(self) -> dict[str, float]:
+        """The Tune result keys: ``hparams/<name>``, ``hypergrad/<name>`` and the checks."""
+        from autometa.trial.keys import hypergrad_metrics
+
+        return hypergrad_metrics(self.grads, self.values, self.info)
+
+
+class ImplicitEngine:
+    """Implicit hypergradients of a model's validation loss, by the implicit function theorem.
+
+    Args:
+        model: The network; its parameters that require grad are the weights :math:`w`.
+        hparams: The hyperparameters (:class:`Hyperparameters`).
+        method: Linear solver: ``"auto"`` (MINRES), ``"cg"``, ``"exact"``, ``"neumann"``,
+            ``"fixed_point"``.
+        damping: Added to the Hessian's diagonal (0: none; damping biases the result).
+        tol: Largest relative residual of the linear solve accepted (it stops at half of it).
+        inner_tol: Largest inner gap relative to the hypergradient's norm
+            (:mod:`autometa.hypergrad.implicit`).
+        warm_start: Start each solve from the previous solution.
+        **options: Solver options (``maxiter``: at most that many Hessian-vector products,
+            300 by default, each about two backward passes).
+    """
+
+    def __init__(self, model: nn.Module, hparams: Hyperparameters, *, method: str = "auto",
+                 damping: float = 0.0, tol: float = DEFAULT_TOL,
+                 inner_tol: float = DEFAULT_INNER_TOL, warm_start: bool = True,
+                 **options: Any) -> None:
+        self.model, self.hparams = model, hparams
+        self.method, self.damping, self.tol, self.inner_tol = method, damping, tol, inner_tol
+        self.warm_start, self.options = warm_start, options
+        self.solution: torch.Tensor | None = None
+
+    def hypergradients(self, train_loss: Closure, val_loss: Closure) -> Hypergradients:
+        """:math:`dL_{val}/dx` for every hyperparameter at the model's current weights.
+
+        Args:
+            train_loss: ``train_loss(hp) -> scalar``, the training objective the weights were
+                trained on (called with the model in training mode), reading hyperparameters
+                as ``hp[name]``. It should be the full objective at (about) its minimum: the
+                whole training set or a large batch.
+            val_loss: ``val_loss(hp) -> scalar`` (called in evaluation mode).
+
+        A failed check warns with :class:`~autometa.hypergrad.implicit.UnconvergedWarning` and
+        is in ``result.info``; a non-finite loss gives NaN hypergradients and
+        ``info.finite`` False.
+        """
+        model = self.model
+        weights = [p for p in model.parameters() if p.requires_grad]
+        if not weights:
+            raise ValueError("the model has no parameter that requires grad")
+        buffers = {n: b.detach().clone() for n, b in model.named_buffers()}
+        was_training = model.training
+        raws, values = self.hparams.tracked()
+        try:
+            model.train()
+            train_value = train_loss(values)
+            model.eval()
+            val_value = val_loss(values)
+            init = self.solution if self.warm_start else None
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # said once, below, from the caller's line
+                result = implicit_hypergradient(
+                    _scalar(train_value, "train_loss"), _scalar(val_value, "val_loss"), weights,
+                    list(raws.values()), method=self.method, damping=self.damping, tol=self.tol,
+                    inner_tol=self.inner_tol, init=init, **self.options)
+        finally:
+            model.train(was_training)
+            with torch.no_grad():
+                for name, b in model.named_buffers():
+                    b.copy_(buffers[name])
+        if result.solution is not None:
+            self.solution = result.solution
+        if not result.info.converged:
+            from autometa.hypergrad.implicit import UnconvergedWarning
+
+            warnings.warn(result.info.message, UnconvergedWarning, stacklevel=2)
+        grads = self.hparams.value_grads(dict(zip(raws, result.grads, strict=True)))
+        return Hypergradients(grads, self.hparams.values(), float(val_value.detach()), result.info)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The warm-start solution and the hyperparameters' raw tensors (to resume exactly)."""
+        return {"solution": None if self.solution is None else self.solution.clone(),
+                "hparams": self.hparams.state_dict()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.solution = state.get("solution")
+        self.hparams.load_state_dict(state.get("hparams", {}))
+
+
+def _scalar(value: Any, name: str) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor) or value.numel() != 1:
+        raise TypeError(f"{name} must return a scalar tensor, got {type(value).__name__}"
+                        f"{'' if not isinstance(value, torch.Tensor) else tuple(value.shape)}")
+    return value.reshape(())
+
+
+__all__ = ["Hypergradients", "Hyperparameters", "ImplicitEngine", "transform_of"]

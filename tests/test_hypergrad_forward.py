@@ -1,0 +1,129 @@
+"""UnrolledEngine: learning rate and momentum of a user's own optimizer, against the functional
+unroll and finite differences of the whole training run (float64)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from autometa.hypergrad import Hyperparameters, unrolled
+from autometa.hypergrad.forward import UnrolledEngine, combine
+from autometa.space import space_from_dict
+
+DT = torch.float64
+SPACE = space_from_dict({"parameters": {
+    "lr": {"type": "loguniform", "low": 1e-4, "high": 1.0, "differentiable": True},
+    "momentum": {"type": "uniform", "low": 0.0, "high": 0.99, "differentiable": True},
+}})
+
+
+def _task():
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(40, 3, generator=gen, dtype=DT), torch.randn(40, generator=gen, dtype=DT)
+    xv, yv = torch.randn(30, 3, generator=gen, dtype=DT), torch.randn(30, generator=gen, dtype=DT)
+    w0 = torch.randn(3, generator=gen, dtype=DT)
+    return x, y, xv, yv, w0
+
+
+def _run(kind: str, lr: float, momentum: float, steps: int, decay: float = 0.0, tanh=False,
+         scale: float = 1.0):
+    """Train a linear (or tanh) model with a real torch optimizer; return model, engine, val."""
+    x, y, xv, yv, w0 = _task()
+    model = nn.Linear(3, 1, bias=False, dtype=DT)
+    with torch.no_grad():
+        model.weight.copy_(w0[None])
+    act = torch.tanh if tanh else (lambda t: t)
+    hp = Hyperparameters.from_config({"lr": lr, "momentum": momentum}, SPACE, dtype=DT)
+    if kind == "adam":
+        opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=decay)
+        engine = UnrolledEngine(model, opt, hp, {"lr": "lr"})
+    else:
+        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=decay)
+        engine = UnrolledEngine(model, opt, hp)
+    for _ in range(steps):
+        engine.step(0.5 * scale * ((act(model(x).squeeze(1)) - y) ** 2).mean())
+    result = engine.hypergradients(lambda hp: 0.5 * ((act(model(xv).squeeze(1)) - yv) ** 2).mean())
+    return model, engine, result
+
+
+@pytest.mark.parametrize("kind", ["sgd", "momentum", "adam"])
+def test_matches_the_functional_unroll(kind):
+    x, y, xv, yv, w0 = _task()
+    lr, mu, steps = 0.05, (0.9 if kind == "momentum" else 0.0), 12
+    _, _, result = _run("adam" if kind == "adam" else "sgd", lr, mu, steps)
+
+    def train(p, h):
+        return 0.5 * ((x @ p["w"] - y) ** 2).mean()
+
+    def val(p, h):
+        return 0.5 * ((xv @ p["w"] - yv) ** 2).mean()
+
+    hparams = {"lr": torch.tensor(lr, dtype=DT), "mom": torch.tensor(mu, dtype=DT)}
+    ref, _ = unrolled(train, val, {"w": w0}, hparams, steps=steps, optimizer=kind, lr="lr",
+                      momentum="mom" if kind == "momentum" else 0.9)
+    assert float(result.grads["lr"]) == pytest.approx(float(ref["lr"]), rel=1e-6)
+    if kind == "momentum":
+        assert float(result.grads["momentum"]) == pytest.approx(float(ref["mom"]), rel=1e-6)
+    assert result.info.converged and result.info.method == "unrolled"
+
+
+@pytest.mark.parametrize("kind,setting", [("sgd", "lr"), ("sgd", "momentum"), ("adam", "lr")])
+def test_matches_finite_differences_of_the_whole_run_with_weight_decay_and_a_nonlinearity(
+        kind, setting):
+    lr, mu, steps, decay = 0.05, 0.8, 15, 0.1
+    _, _, result = _run(kind, lr, mu, steps, decay=decay, tanh=True)
+    h = 1e-6
+    shifted = []
+    for sign in (1, -1):
+        args = {"lr": lr, "momentum": mu}
+        args[setting] += sign * h
+        shifted.append(_run(kind, args["lr"], args["momentum"], steps, decay, tanh=True)[2].val_loss)
+    numeric = (shifted[0] - shifted[1]) / (2 * h)
+    assert float(result.grads[setting]) == pytest.approx(numeric, rel=1e-5, abs=1e-9)
+
+
+def test_the_unroll_restarts_after_each_call_and_resumes_exactly():
+    model, engine, first = _run("sgd", 0.05, 0.9, 5)
+    x, y, xv, yv, _ = _task()
+    state = engine.state_dict()
+    assert engine.unrolled == 0 and state["unrolled"] == 0
+    result = engine.hypergradients(lambda hp: ((model(xv).squeeze(1) - yv) ** 2).mean())
+    assert float(result.grads["lr"]) == 0.0 and "no step" in result.info.message
+    engine.step(0.5 * ((model(x).squeeze(1) - y) ** 2).mean())
+    saved = engine.state_dict()
+    again = UnrolledEngine(model, engine.optimizer, engine.hparams)
+    again.load_state_dict(saved)
+    assert all(torch.equal(a, b) for a, b in zip(again.tangents["lr"]["w"],
+                                                 engine.tangents["lr"]["w"], strict=True))
+
+
+def test_the_learning_rate_used_is_the_hyperparameter_and_combine_merges():
+    model, engine, result = _run("sgd", 0.05, 0.0, 3)
+    assert engine.optimizer.param_groups[0]["lr"] == pytest.approx(0.05)
+    engine.hparams.set("lr", 0.2)
+    x, y, _, _, _ = _task()
+    engine.step(0.5 * ((model(x).squeeze(1) - y) ** 2).mean())
+    assert engine.optimizer.param_groups[0]["lr"] == pytest.approx(0.2)
+    both = combine(result, result)
+    assert set(both.grads) == {"lr", "momentum"} and both.info.converged
+
+
+def test_unsupported_optimizers_and_settings_are_named():
+    model = nn.Linear(2, 1)
+    hp = Hyperparameters.from_config({"lr": 0.1, "momentum": 0.5}, SPACE)
+    with pytest.raises(ValueError, match="RMSprop: only"):
+        UnrolledEngine(model, torch.optim.RMSprop(model.parameters()), hp)
+    with pytest.raises(ValueError, match="Adam has no differentiable setting"):
+        UnrolledEngine(model, torch.optim.Adam(model.parameters()), hp, {"momentum": "momentum"})
+    with pytest.raises(ValueError, match="Nesterov"):
+        UnrolledEngine(model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9,
+                                              nesterov=True), hp)
+
+
+def test_a_diverged_run_is_reported_not_finite():
+    _, _, result = _run("sgd", 0.9, 0.0, 400, scale=100.0)   # lr x curvature >> 2
+    assert not math.isfinite(float(result.grads["lr"]))
+    assert not result.info.converged and not result.info.finite and "diverged" in result.info.message
