@@ -43,4 +43,6 @@ __all__ = ["ConstraintViolation", "Space", "SpaceError", "load_space", "space_fr
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
+    if name.endswith("Searcher"):  # the registered searcher classes (HypergradientSearcher, ...)
+        return getattr(importlib.import_module("autometa.searchers"), name)
     raise AttributeError(f"module 'autometa' has no attribute {name!r}")

@@ -219,3 +219,70 @@ def test_rejected_steps_do_not_use_up_patience():
         assert chain.observe(chain.next_point(), 0.5 - 0.1 * i, np.ones(1))
         chain.watch(1.2, accepted=True)
     assert chain.stale == 2 and chain.done
+
+
+PLAIN = {"parameters": {  # as from a plain Tune param_space: nothing marked
+    "lam": {"type": "loguniform", "low": 1e-4, "high": 10.0},
+    "b": {"type": "uniform", "low": -1.0, "high": 1.0},
+}}
+
+
+def test_with_nothing_marked_it_descends_on_what_the_trials_differentiate(caplog):
+    space = space_from_dict(PLAIN)
+    searcher = make_searcher("hypergradient", space, metric="loss", mode="min", seed=0, chains=1)
+    with caplog.at_level("INFO", logger="autometa.searchers.hypergradient"):
+        best, _ = drive(searcher, space, bowl, 25)
+    assert best < 1e-3, best                            # as with the marker (test above)
+    assert any("descending on ['lam', 'b']" in r.message for r in caplog.records)
+    random_best, _ = drive(make_searcher("random", space, metric="loss", mode="min", seed=0),
+                           space, bowl, 25)
+    assert random_best > 100 * best                     # it did not become random search
+
+
+def test_differentiable_argument_picks_the_parameters_and_is_checked():
+    space = space_from_dict(PLAIN)
+    searcher = make_searcher("hypergradient", space, metric="loss", mode="min", seed=0, chains=1,
+                             differentiable=["b"])
+
+    def only_b(config):  # lam is not descended: it stays where the base searcher put it
+        return {**bowl(config), "hypergrad/lam": math.nan}
+
+    _, configs = drive(searcher, space, only_b, 7)
+    assert len({c["lam"] for c in configs}) == 1          # one chain: lam held at its start
+    assert min(abs(c["b"] - 0.3) for c in configs) < 0.05  # b descended
+    with pytest.raises(ValueError, match="not in the space"):
+        drive(make_searcher("hypergradient", space, metric="loss", mode="min",
+                            differentiable=["nope"]), space, bowl, 1)
+
+
+def test_without_any_hypergradient_it_names_the_problem_once(caplog):
+    space = space_from_dict(PLAIN)
+    searcher = make_searcher("hypergradient", space, metric="loss", mode="min", seed=0)
+    with caplog.at_level("WARNING", logger="autometa.searchers.hypergradient"):
+        drive(searcher, space, lambda c: {"loss": bowl(c)["loss"], "config": c}, 6)
+    warnings = [r.message for r in caplog.records if "no parameter is differentiable" in r.message]
+    assert len(warnings) == 1 and "differentiable=[...]" in warnings[0]
+
+
+def test_plain_tune_code_with_a_tune_space_reaches_the_optimum(ray_session, storage):
+    from autometa.searchers import HypergradientSearcher
+
+    param_space = {"x": tune.uniform(-1.0, 2.0), "y": tune.loguniform(0.01, 5.0),
+                   "iterations": 1, "report_hypergrad": True, "target": 0.5}
+    searcher = HypergradientSearcher(metric="loss", mode="min", seed=0, chains=1)
+    results = tune.Tuner(
+        quadratic, param_space=param_space,
+        tune_config=tune.TuneConfig(metric="loss", mode="min", num_samples=16,
+                                    search_alg=ConcurrencyLimiter(searcher, 1)),
+        run_config=tune.RunConfig(storage_path=storage, verbose=0),
+    ).fit()
+    losses = sorted(r.metrics["loss"] for r in results)
+    assert losses[0] < 1e-3, losses[:3]
+
+
+def test_a_tune_dict_given_as_space_is_converted():
+    searcher = make_searcher("hypergradient", space={"lam": tune.loguniform(1e-4, 10.0)},
+                             metric="loss", mode="min", seed=0)
+    assert searcher.space.keys == ["lam"]
+    with pytest.raises(TypeError, match="space must be an autometa Space"):
+        make_searcher("random", space=["lam"], metric="loss", mode="min")

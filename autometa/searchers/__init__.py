@@ -68,3 +68,12 @@ def make_searcher(name: str, space: Any = None, *, metric: str | None = None,
     cls = searcher_class(name)
     check_options("searcher", name, options, searcher_options(name))
     return cls(space, metric=metric, mode=mode, seed=seed, **options)
+
+
+def __getattr__(name: str) -> Any:
+    # every registered class is importable from here (HypergradientSearcher, ...), by the
+    # registry line alone
+    for path in SEARCHERS.values():
+        if path.rsplit(":", 1)[1] == name:
+            return searcher_class(next(k for k, v in SEARCHERS.items() if v == path))
+    raise AttributeError(f"module 'autometa.searchers' has no attribute {name!r}")

@@ -22,6 +22,28 @@ from autometa.trial.keys import finite_number
 logger = logging.getLogger(__name__)
 
 
+def as_space(space: Any) -> Space | None:
+    """An autometa :class:`Space` from what a user may pass as ``space=``: a Space, a Tune
+    ``param_space`` dict (``tune.loguniform(...)`` values), or a space document (a dict with
+    ``parameters``).
+
+    Raises:
+        TypeError: anything else.
+    """
+    if space is None or isinstance(space, Space):
+        return space
+    if isinstance(space, dict):
+        if "parameters" in space:
+            from autometa.space import space_from_dict
+
+            return space_from_dict(space)
+        from autometa.convert.tune import from_tune
+
+        return from_tune(space)
+    raise TypeError(f"space must be an autometa Space, a Tune param_space dict or a space "
+                    f"document with 'parameters', got {type(space).__name__}")
+
+
 class SpaceSearcher(Searcher):
     """Base class of autometa's searchers (a ``ray.tune.search.Searcher``).
 
@@ -43,7 +65,7 @@ class SpaceSearcher(Searcher):
         if mode not in (None, "min", "max"):
             raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
         super().__init__(metric=metric, mode=mode)
-        self.space = space
+        self.space = as_space(space)
         self.seed = seed
         self.max_resamples = max_resamples
         self._live: dict[str, dict[str, Any]] = {}  # trial id -> flat values

@@ -22,7 +22,13 @@ from autometa.searchers._chain import Chain, ChainSettings
 from autometa.searchers.base import SpaceSearcher
 from autometa.space import Space
 from autometa.space import unconstrained as coords
-from autometa.trial.keys import HYPERGRAD_PREFIX, finite_number, reported_hparam, reported_hypergrad
+from autometa.trial.keys import (
+    HYPERGRAD_PREFIX,
+    finite_number,
+    reported_hparam,
+    reported_hypergrad,
+    reported_names,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +43,10 @@ class HypergradientSearcher(SpaceSearcher):
         radius, max_radius, min_radius, grow, shrink, chain_length: Step control of a chain
             (trust radius in unconstrained units; see :mod:`autometa.searchers._chain`).
         precondition: Scale each coordinate by the RMS of its past hypergradients.
+        differentiable: Names (space keys) of the parameters to descend on. Default: those
+            the space marks ``differentiable``; with none marked (a plain Tune
+            ``param_space``), the continuous parameters whose ``hypergrad/<name>`` the first
+            results report (logged when adopted).
         holdout_metric: A result key measured on data the descent does not see (e.g.
             ``holdout_loss``, same mode as the metric); a chain stops after ``patience``
             accepted steps without improving it, so it does not overfit the validation set
@@ -60,8 +70,10 @@ class HypergradientSearcher(SpaceSearcher):
                  base_options: dict | None = None, chains: int = 4, radius: float = 1.0,
                  max_radius: float = 4.0, min_radius: float = 1e-3, grow: float = 2.0,
                  shrink: float = 0.3, chain_length: int = 30, precondition: bool = True,
-                 holdout_metric: str | None = None, patience: int = 3, **kwargs: Any) -> None:
+                 holdout_metric: str | None = None, patience: int = 3,
+                 differentiable: list[str] | None = None, **kwargs: Any) -> None:
         super().__init__(space, metric, mode, seed, **kwargs)
+        self.differentiable = None if differentiable is None else list(differentiable)
         if base not in ("random", "tpe", "bohb"):
             raise ValueError(f"base must be 'random', 'tpe' or 'bohb', got {base!r}")
         self.base_name, self.base_options = base, dict(base_options or {})
@@ -77,7 +89,8 @@ class HypergradientSearcher(SpaceSearcher):
 
         self._base = make_searcher(self.base_name, self.space, metric=self._metric,
                                    mode=self._mode, seed=self.seed, **self.base_options)
-        self._params = self.space.differentiable()
+        self._params = self._chosen()
+        self._inferred = False
         self._chains: list[Chain] = []
         self._trial_chain: dict[str, int] = {}
         self._base_trials: set[str] = set()
@@ -85,6 +98,47 @@ class HypergradientSearcher(SpaceSearcher):
         self._gradients_seen = False
         self._warned = False
         self.retired: list[Chain] = []
+
+    def _chosen(self) -> list:
+        if self.differentiable is None:
+            return self.space.differentiable()
+        unknown = [n for n in self.differentiable if n not in self.space]
+        if unknown:
+            raise ValueError(f"differentiable: {unknown} not in the space ({self.space.keys})")
+        params = [self.space[n] for n in self.differentiable]
+        for p in params:
+            try:
+                coords.kind(p)
+            except ValueError:
+                raise ValueError(f"differentiable: {p.key} is not a continuous parameter "
+                                 f"({p.dist}{' with q' if p.q else ''})") from None
+        return params
+
+    def _infer(self, result: dict) -> None:
+        """With nothing marked, adopt the continuous parameters the results differentiate."""
+        if self._params or self._inferred or self.differentiable is not None or result is None:
+            return
+        self._inferred = True
+        reported = set(reported_names(result))
+        found = []
+        for p in self.space:
+            try:
+                coords.kind(p)
+            except ValueError:
+                continue
+            if p.key in reported:
+                found.append(p)
+        if found:
+            self._params = found
+            logger.info("HypergradientSearcher: no parameter marked differentiable; descending "
+                        "on %s, whose %s<name> the trials report", [p.key for p in found],
+                        HYPERGRAD_PREFIX)
+        else:
+            logger.warning("HypergradientSearcher: no parameter is differentiable (none marked, "
+                           "none passed as differentiable=[...], and the results report no %s"
+                           "<name> for a continuous parameter); searching like the %s base "
+                           "searcher", HYPERGRAD_PREFIX, self.base_name)
+            self._warned = True
 
     # ------------------------------------------------------------ proposals
     def _propose(self, trial_id: str) -> dict[str, Any] | str | None:
@@ -132,6 +186,7 @@ class HypergradientSearcher(SpaceSearcher):
 
     # ---------------------------------------------------------- observations
     def _observe(self, trial_id: str, result: dict | None, error: bool) -> None:
+        self._infer(result)
         if trial_id in self._base_trials:
             self._base_trials.discard(trial_id)
             self._base._observe(trial_id, result, error)
