@@ -31,8 +31,8 @@ def _load(name):
 
 
 def test_bring_your_own_model_in_plain_tune_reports_checked_hypergradients(ray_session, storage):
-    results = _load("bring_your_own_model").main(num_samples=3, storage_path=storage)
-    assert len(results) == 3 and not results.errors
+    results = _load("bring_your_own_model").main(num_samples=2, storage_path=storage)
+    assert len(results) == 2 and not results.errors
     for result in results:
         history = result.metrics_dataframe
         assert len(history) == result.config["epochs"]

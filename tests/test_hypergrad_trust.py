@@ -215,3 +215,14 @@ def test_unrolled_reports_finite_results_and_a_diverged_unroll():
     assert truncated.converged and "biased" in truncated.message
     grads, _, diverged = unrolled(train, val, w0, lam, steps=400, lr=50.0, return_info=True)
     assert not diverged.converged and not diverged.finite and "diverged" in diverged.message
+
+
+def test_an_unchecked_hypergradient_is_not_called_converged():
+    p = engines.ridge_problem()
+    train, val = engines.ridge_losses(p)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # and nothing is said
+        grads, info = hypergradient(train, val, {"w": p["w"]}, {"lam": p["lam"]}, check=False,
+                                    return_info=True)
+    assert not info.converged and math.isnan(info.relative_residual) and "not checked" in info.message
+    torch.testing.assert_close(grads["lam"], p["closed_form"], rtol=1e-3, atol=1e-8)

@@ -153,25 +153,6 @@ def test_add_evaluated_point_starts_a_chain_there():
     assert first == {"lam": pytest.approx(0.04), "b": pytest.approx(0.25)}
 
 
-def test_in_real_tune_with_a_trainable_reporting_exact_hypergradients(ray_session, storage):
-    space = space_from_dict({"parameters": {
-        "x": {"type": "uniform", "low": -1.0, "high": 2.0, "differentiable": True},
-        "y": {"type": "loguniform", "low": 0.01, "high": 5.0, "differentiable": True},
-        "iterations": 1, "report_hypergrad": True, "target": 0.5}})
-    searcher = make_searcher("hypergradient", space, metric="loss", mode="min", seed=0, chains=1)
-    results = tune.Tuner(
-        quadratic,
-        tune_config=tune.TuneConfig(metric="loss", mode="min", num_samples=14,
-                                    search_alg=ConcurrencyLimiter(searcher, 1)),
-        run_config=tune.RunConfig(storage_path=storage, verbose=0),
-    ).fit()
-    losses = [r.metrics["loss"] for r in results]
-    assert min(losses) < 1e-3, sorted(losses)[:3]
-    for r in results:
-        assert -1.0 <= r.config["x"] <= 2.0 and 0.01 <= r.config["y"] <= 5.0
-    assert np.isfinite(losses).all()
-
-
 def test_holdout_metric_stops_a_chain_that_only_overfits():
     """Validation keeps improving but the held-out metric does not: the chain ends after patience."""
     space = space_from_dict(SPACE)
@@ -265,6 +246,8 @@ def test_without_any_hypergradient_it_names_the_problem_once(caplog):
 
 
 def test_plain_tune_code_with_a_tune_space_reaches_the_optimum(ray_session, storage):
+    """Real Tune, a plain Tune param_space (no marker), the built-in quadratic reporting exact
+    hypergradients: the searcher adopts x and y and reaches the optimum inside the bounds."""
     from autometa.searchers import HypergradientSearcher
 
     param_space = {"x": tune.uniform(-1.0, 2.0), "y": tune.loguniform(0.01, 5.0),
@@ -278,6 +261,9 @@ def test_plain_tune_code_with_a_tune_space_reaches_the_optimum(ray_session, stor
     ).fit()
     losses = sorted(r.metrics["loss"] for r in results)
     assert losses[0] < 1e-3, losses[:3]
+    for r in results:
+        assert -1.0 <= r.config["x"] <= 2.0 and 0.01 <= r.config["y"] <= 5.0
+    assert np.isfinite(losses).all()
 
 
 def test_a_tune_dict_given_as_space_is_converted():

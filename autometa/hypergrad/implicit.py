@@ -123,7 +123,8 @@ def implicit_hypergradient(train_loss: torch.Tensor, val_loss: torch.Tensor,
         inner_tol: Largest inner gap accepted, relative to :math:`\|dL_{val}/d\theta\|`.
         init: Starting point of the solve (the previous ``solution``: warm start).
         check: Measure the residual (one extra Hessian-vector product) and warn with
-            :class:`UnconvergedWarning` when a check fails.
+            :class:`UnconvergedWarning` when a check fails. Without it ``converged`` is False
+            (nothing was measured) and nothing is said.
         **options: Options of the solver (``maxiter``, ``alpha``, ``terms``). ``alpha="auto"``
             (Neumann, fixed point) uses :math:`1/\lambda_{max}` from 30 power iterations.
     """
@@ -173,10 +174,13 @@ def implicit_hypergradient(train_loss: torch.Tensor, val_loss: torch.Tensor,
     # the gap may be tiny in absolute terms when the hypergradient itself vanishes
     floor = 1e-7 * max(abs(float(val_loss.detach())), 1e-12)
     at_optimum = inner_gap <= max(inner_tol * hypergrad_norm, floor)
-    converged = finite and solved and at_optimum
-    message = "" if converged else _advice(finite, solved, at_optimum, residual, inner_gap,
-                                           hypergrad_norm, method, damping, tol, inner_tol,
-                                           options, matvec, g)
+    converged = check and finite and solved and at_optimum   # unmeasured is not converged
+    if not check:
+        message = "not checked (check=False): the residual was not measured"
+    else:
+        message = "" if converged else _advice(finite, solved, at_optimum, residual, inner_gap,
+                                               hypergrad_norm, method, damping, tol, inner_tol,
+                                               options, matvec, g)
     info = HypergradientInfo(converged, residual, inner_gap, inner_norm, hypergrad_norm, method,
                              damping, tol, inner_tol, finite, message)
     if check and not converged:
