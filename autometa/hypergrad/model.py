@@ -42,7 +42,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -67,6 +66,7 @@ from autometa.hypergrad.implicit import (
 from autometa.space import Space
 from autometa.space import unconstrained as coords
 from autometa.space.parameters import Parameter
+from autometa.trial.keys import finite_number, hypergrad_metrics
 
 Closure = Callable[[Mapping[str, torch.Tensor]], torch.Tensor]
 
@@ -117,11 +117,11 @@ class Hyperparameters:
         for p in params:
             if not space.is_active(p, flat):
                 continue
-            value = flat.get(p.key)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or \
-                    not math.isfinite(value):
-                raise ValueError(f"{p.key}: the config has no finite number for it (got {value!r})")
-            raw = torch.tensor(coords.to_unconstrained(p, float(value)), dtype=dtype, device=device)
+            value = finite_number(flat.get(p.key))   # NumPy scalars too
+            if value is None:
+                raise ValueError(f"{p.key}: the config has no finite number for it "
+                                 f"(got {flat.get(p.key)!r})")
+            raw = torch.tensor(coords.to_unconstrained(p, value), dtype=dtype, device=device)
             out.append(Hyperparameter(p.key, raw, transform_of(p), p.low, p.high))
         return cls(out)
 
@@ -244,8 +244,6 @@ class Hypergradients:
 
     def metrics(self) -> dict[str, float]:
         """The Tune result keys: ``hparams/<name>``, ``hypergrad/<name>`` and the checks."""
-        from autometa.trial.keys import hypergrad_metrics
-
         return hypergrad_metrics(self.grads, self.values, self.info)
 
 
