@@ -272,3 +272,21 @@ def test_a_tune_dict_given_as_space_is_converted():
     assert searcher.space.keys == ["lam"]
     with pytest.raises(TypeError, match="space must be an autometa Space"):
         make_searcher("random", space=["lam"], metric="loss", mode="min")
+
+
+def test_non_finite_and_unconverged_hypergradients_are_said_once(caplog):
+    space = space_from_dict(SPACE)
+    searcher = make_searcher("hypergradient", space, metric="loss", mode="min", seed=0, chains=1)
+
+    def flaky(config):
+        result = {**bowl(config), "hypergrad_converged": 0.0}
+        if config["b"] > 0.0:
+            result["hypergrad/b"] = np.float32("nan")
+        return result
+
+    with caplog.at_level("WARNING", logger="autometa.searchers.hypergradient"):
+        _, configs = drive(searcher, space, flaky, 10)
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum(c["b"] > 0.0 for c in configs) >= 2          # NaN reported more than once ...
+    assert sum("reported hypergrad/b=" in m for m in messages) == 1  # ... and said once
+    assert sum("failed their checks (hypergrad_converged = 0)" in m for m in messages) == 1

@@ -23,8 +23,13 @@ from autometa.searchers.base import SpaceSearcher
 from autometa.space import Space
 from autometa.space import unconstrained as coords
 from autometa.trial.keys import (
+    CONVERGED,
     HYPERGRAD_PREFIX,
+    INNER_GAP,
+    RESIDUAL,
     finite_number,
+    hypergrad_key,
+    nonfinite_number,
     reported_hparam,
     reported_hypergrad,
     reported_names,
@@ -238,9 +243,25 @@ class HypergradientSearcher(SpaceSearcher):
         for p, ui in zip(self._params, u, strict=True):
             g = reported_hypergrad(result, p.key)
             if g is None:
+                if nonfinite_number(result.get(hypergrad_key(p.key))):
+                    self._say_once("nonfinite", "HypergradientSearcher: a trial reported %s=%r "
+                                   "with a finite %s; that step uses the metric alone (further "
+                                   "cases are not logged)", hypergrad_key(p.key),
+                                   result.get(hypergrad_key(p.key)), self._metric)
                 return sign * value, None
             grads.append(sign * g * coords.derivative(p, float(ui)))   # dL/du = dL/dx dx/du
+        if finite_number(result.get(CONVERGED)) == 0.0:
+            self._say_once("unconverged", "HypergradientSearcher: trials report hypergradients "
+                           "that failed their checks (%s = 0); they are used as reported, and the "
+                           "backtracking on %s guards the steps (see the trials' %s and %s)",
+                           CONVERGED, self._metric, RESIDUAL, INNER_GAP)
         return sign * value, np.array(grads)
+
+    def _say_once(self, what: str, message: str, *args: Any) -> None:
+        said = self.__dict__.setdefault("_said", set())
+        if what not in said:
+            said.add(what)
+            logger.warning(message, *args)
 
     def _reported_point(self, result: dict, u: np.ndarray) -> np.ndarray:
         out = u.copy()
