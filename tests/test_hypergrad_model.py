@@ -260,17 +260,12 @@ def test_default_engine_on_an_adam_trained_mlp_agrees_with_retrained_finite_diff
             return float(val_loss(hp))
 
     rng = np.random.default_rng(1)
+    decays = [float(np.exp(rng.uniform(math.log(1e-3), math.log(1e-1)))) for _ in range(12)]
+    models = _adam_trained_together([make(k) for k in range(12)], decays, xt, yt, steps=2000)
     rows = []
-    for k in range(12):
-        decay = float(np.exp(rng.uniform(math.log(1e-3), math.log(1e-1))))
+    for decay, model in zip(decays, models, strict=True):
         hp = Hyperparameters.from_config({"weight_decay": decay}, space, dtype=DT)
-        model = make(k)
         train_loss, val_loss = closures(model)
-        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-        for _ in range(2000):
-            opt.zero_grad()
-            train_loss(hp).backward()
-            opt.step()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             result = ImplicitEngine(model, hp).hypergradients(train_loss, val_loss)
@@ -287,3 +282,31 @@ def test_default_engine_on_an_adam_trained_mlp_agrees_with_retrained_finite_diff
     assert len(converged) >= 8, table              # most probes pass every check ...
     assert sum(converged) >= 0.9 * len(converged), table  # ... and those agree with FD
     assert sum(sign for _, _, sign in rows) >= 11, table   # the sign a searcher follows
+
+
+def _adam_trained_together(models, decays, x, y, steps):
+    """Each MLP trained by its own full-batch Adam (lr 1e-2) on cross-entropy + its decay, all
+    at once: the weights stacked, the losses summed. Adam is elementwise and the models share
+    nothing, so every model gets exactly the updates it would get alone (12x fewer Python
+    steps)."""
+    stacked = [torch.stack([m[i].__getattr__(name).detach() for m in models]).requires_grad_()
+               for i, name in ((0, "weight"), (0, "bias"), (2, "weight"), (2, "bias"))]
+    w1, b1, w2, b2 = stacked
+    lam = torch.tensor(decays, dtype=DT)
+    opt = torch.optim.Adam(stacked, lr=1e-2)
+    for _ in range(steps):
+        opt.zero_grad()
+        hidden = torch.tanh(torch.einsum("nd,khd->knh", x, w1) + b1[:, None])
+        logits = torch.einsum("knh,kch->knc", hidden, w2) + b2[:, None]
+        fit = nn.functional.cross_entropy(logits.reshape(-1, 2), y.repeat(len(models)),
+                                          reduction="none").reshape(len(models), -1).mean(1)
+        decay = (w1 ** 2).sum((1, 2)) + (w2 ** 2).sum((1, 2))
+        (fit + 0.5 * lam * decay).sum().backward()
+        opt.step()
+    with torch.no_grad():
+        for k, m in enumerate(models):
+            m[0].weight.copy_(w1[k])
+            m[0].bias.copy_(b1[k])
+            m[2].weight.copy_(w2[k])
+            m[2].bias.copy_(b2[k])
+    return models
