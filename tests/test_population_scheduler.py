@@ -73,8 +73,10 @@ def test_population_moves_toward_the_optimum_in_real_tune(ray_session, storage):
 
 
 class _Interrupt(tune.Callback):
-    """Interrupts the experiment (as Ctrl-C does) once the scheduler has perturbed twice, and
-    records the scheduler's per-trial state when each ``fit`` starts stepping."""
+    """Interrupts the experiment (as Ctrl-C does) once the scheduler has perturbed three times
+    (one more than the test requires of the saved state: Tune saves the state a little after
+    the scheduler moves, and a CI run once saved only the first perturbation), and records the
+    scheduler's per-trial state when each ``fit`` starts stepping."""
 
     def __init__(self, scheduler, log):
         self.scheduler, self.log, self.seen = scheduler, log, False
@@ -86,7 +88,7 @@ class _Interrupt(tune.Callback):
                 f.write(repr(_snapshot(self.scheduler)) + "\n")
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        if self.scheduler._num_perturbations >= 2 and not os.path.exists(self.log + ".sent"):
+        if self.scheduler._num_perturbations >= 3 and not os.path.exists(self.log + ".sent"):
             open(self.log + ".sent", "w").close()
             os.kill(os.getpid(), signal.SIGINT)
 
