@@ -76,10 +76,11 @@ def summarize(path: str, metric: str | None = None, mode: str | None = None) -> 
                 checks[2] += 1
                 checks[3] += last != 1.0
         values = [] if history is None or metric not in history else [
-            v for v in history[metric].tolist() if isinstance(v, (int, float)) and math.isfinite(v)]
+            v for v in map(finite_number, history[metric].tolist()) if v is not None]
         best = (min(values) if mode == "min" else max(values)) if values else math.nan
         last = history[metric].iloc[-1] if values else math.nan
-        last = float(last) if isinstance(last, (int, float)) and math.isfinite(last) else math.nan
+        last = finite_number(last)
+        last = math.nan if last is None else last
         rows.append({"trial_id": trial.trial_id, metric: last, f"best_{metric}": best,
                      "status": trial.status,
                      "iterations": 0 if history is None else len(history),
@@ -163,7 +164,7 @@ def write_plots(summary: ExperimentSummary, folder: str) -> list[str]:
         if series.nunique(dropna=True) <= 1:
             continue
         fig, ax = plt.subplots(figsize=(5, 4))
-        numeric = series.map(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool))
+        numeric = series.map(lambda v: finite_number(v) is not None)
         if numeric.all():
             ax.plot(series.astype(float), values, "o")
             positive = (series.astype(float) > 0).all()

@@ -29,7 +29,7 @@ from ray.tune.schedulers import PopulationBasedTraining
 
 from autometa.space import Space
 from autometa.space import unconstrained as coords
-from autometa.trial.keys import reported_hparam, reported_hypergrad
+from autometa.trial.keys import finite_number, reported_hparam, reported_hypergrad
 
 
 def space_mutations(space: Space, differentiable: bool = False) -> dict[str, Any]:
@@ -64,7 +64,7 @@ def clip_to_space(space: Space, config: dict) -> dict:
         for part in p.path[:-1]:
             node = node.get(part) if isinstance(node, dict) else None
         value = node.get(p.path[-1]) if isinstance(node, dict) else None
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
+        if finite_number(value) is None:
             continue
         low = p.low if p.low is not None else -math.inf
         high = p.high if p.high is not None else math.inf
@@ -89,7 +89,7 @@ def explore_differentiable(space: Space, config: dict, result: dict, mode: str,
         node = config
         for part in p.path[:-1]:
             node = node.get(part, {}) if isinstance(node, dict) else {}
-        if not isinstance(node, dict) or not isinstance(node.get(p.path[-1]), (int, float)):
+        if not isinstance(node, dict) or finite_number(node.get(p.path[-1])) is None:
             continue
         x = reported_hparam(result, p.key)
         x = node[p.path[-1]] if x is None else x

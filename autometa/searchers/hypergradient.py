@@ -61,11 +61,12 @@ class HypergradientSearcher(SpaceSearcher):
 
     Example:
         >>> from autometa.space import space_from_dict
+        >>> from autometa.trial.keys import hypergrad_key
         >>> space = space_from_dict({"parameters": {"lam": {"type": "loguniform", "low": 1e-4,
         ...     "high": 10.0, "differentiable": True}}})
         >>> s = HypergradientSearcher(space, metric="loss", mode="min", seed=0)
         >>> config = s.suggest("t1")
-        >>> s.on_trial_complete("t1", {"loss": 1.0, "hypergrad/lam": 2.0, "config": config})
+        >>> s.on_trial_complete("t1", {"loss": 1.0, hypergrad_key("lam"): 2.0, "config": config})
         >>> s.suggest("t2")["lam"] < config["lam"]   # a positive derivative lowers the value
         True
     """
@@ -213,9 +214,9 @@ class HypergradientSearcher(SpaceSearcher):
             u = self._reported_point(result, u)
         accepted = chain.observe(u, f, grad)
         if self.holdout_metric and result is not None:
-            watched = result.get(self.holdout_metric)
+            watched = finite_number(result.get(self.holdout_metric))
             sign = 1.0 if self._mode == "min" else -1.0
-            chain.watch(sign * watched if isinstance(watched, (int, float)) else None, accepted)
+            chain.watch(None if watched is None else sign * watched, accepted)
         if chain.done:
             self.retired.append(chain)
 
