@@ -169,7 +169,7 @@ class Hyperparameters:
         if h.low is not None or h.high is not None:
             value = value.clamp(min=h.low, max=h.high)
         with torch.no_grad():
-            h.raw = h.transform.inverse(_inside(h.transform, value)).detach()
+            h.raw = h.transform.inverse(h.inside(value)).detach()
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The unconstrained tensors by name (values resume exactly)."""
@@ -196,34 +196,13 @@ def transform_of(param: Parameter) -> Transform:
     return IdentityTransform()
 
 
-def _inside(transform: Transform, value: torch.Tensor) -> torch.Tensor:
-    if isinstance(transform, LogitTransform):
-        span = (transform.high - transform.low) * 1e-9
-        return value.clamp(min=transform.low + span, max=transform.high - span)
-    if isinstance(transform, LogTransform):
-        return value.clamp(min=torch.finfo(value.dtype).tiny)
-    return value
-
-
 def _chosen(space: Space, names: Sequence[str] | None) -> list[Parameter]:
     if names is None:
-        params = space.differentiable()
-        if not params:
+        names = [p.key for p in space.differentiable()]
+        if not names:
             raise ValueError("the space marks no parameter 'differentiable: true'; mark the "
                              "continuous ones a trial differentiates, or pass names=[...]")
-    else:
-        unknown = [n for n in names if n not in space]
-        if unknown:
-            raise ValueError(f"not in the space: {unknown}; its parameters are {space.keys}")
-        params = [space[n] for n in names]
-    for p in params:
-        try:
-            coords.kind(p)
-        except ValueError:
-            raise ValueError(f"{p.key}: only a continuous parameter (uniform, loguniform, normal, "
-                             f"without q) can be differentiated; {p.key} is {p.dist}"
-                             f"{' with q' if p.q else ''}") from None
-    return params
+    return coords.continuous(space, names)
 
 
 @dataclass(frozen=True)

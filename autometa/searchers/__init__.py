@@ -73,7 +73,7 @@ def make_searcher(name: str, space: Any = None, *, metric: str | None = None,
 def __getattr__(name: str) -> Any:
     # every registered class is importable from here (HypergradientSearcher, ...), by the
     # registry line alone
-    for path in SEARCHERS.values():
+    for registered, path in SEARCHERS.items():
         if path.rsplit(":", 1)[1] == name:
-            return searcher_class(next(k for k, v in SEARCHERS.items() if v == path))
+            return searcher_class(registered)
     raise AttributeError(f"module 'autometa.searchers' has no attribute {name!r}")

@@ -108,17 +108,10 @@ class HypergradientSearcher(SpaceSearcher):
     def _chosen(self) -> list:
         if self.differentiable is None:
             return self.space.differentiable()
-        unknown = [n for n in self.differentiable if n not in self.space]
-        if unknown:
-            raise ValueError(f"differentiable: {unknown} not in the space ({self.space.keys})")
-        params = [self.space[n] for n in self.differentiable]
-        for p in params:
-            try:
-                coords.kind(p)
-            except ValueError:
-                raise ValueError(f"differentiable: {p.key} is not a continuous parameter "
-                                 f"({p.dist}{' with q' if p.q else ''})") from None
-        return params
+        try:
+            return coords.continuous(self.space, self.differentiable)
+        except ValueError as err:
+            raise ValueError(f"differentiable: {err}") from None
 
     def _infer(self, result: dict) -> None:
         """With nothing marked, adopt the continuous parameters the results differentiate."""
@@ -126,14 +119,7 @@ class HypergradientSearcher(SpaceSearcher):
             return
         self._inferred = True
         reported = set(reported_names(result))
-        found = []
-        for p in self.space:
-            try:
-                coords.kind(p)
-            except ValueError:
-                continue
-            if p.key in reported:
-                found.append(p)
+        found = [p for p in self.space if coords.is_continuous(p) and p.key in reported]
         if found:
             self._params = found
             logger.info("HypergradientSearcher: no parameter marked differentiable; descending "

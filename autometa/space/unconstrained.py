@@ -17,21 +17,49 @@ A hypergradient in value units converts to the coordinate by the chain rule
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from autometa.space.parameters import Parameter
+
+if TYPE_CHECKING:
+    from autometa.space.space import Space
 
 _EDGE = 1e-9  # logit coordinates stay this far (relative) inside the bounds
 
 
 def kind(param: Parameter) -> str:
     """``"log"``, ``"logit"`` or ``"identity"``."""
-    if param.dist not in ("uniform", "normal") or param.q:
+    if not is_continuous(param):
         raise ValueError(f"{param.key}: only continuous parameters have an unconstrained coordinate")
     if param.log:
         return "log"
     if param.low is not None and param.high is not None:
         return "logit"
     return "identity"
+
+
+def is_continuous(param: Parameter) -> bool:
+    """Whether ``param`` has an unconstrained coordinate (a continuous number without ``q``)."""
+    return param.dist in ("uniform", "normal") and not param.q
+
+
+def continuous(space: Space, names: Sequence[str]) -> list[Parameter]:
+    """The parameters ``names`` of ``space``, each checked to have a coordinate.
+
+    Raises:
+        ValueError: a name not in the space, or a parameter that is not continuous.
+    """
+    unknown = [n for n in names if n not in space]
+    if unknown:
+        raise ValueError(f"not in the space: {unknown}; its parameters are {space.keys}")
+    params = [space[n] for n in names]
+    for p in params:
+        if not is_continuous(p):
+            raise ValueError(f"{p.key}: only a continuous parameter (uniform, loguniform, normal, "
+                             f"without q) can be differentiated; {p.key} is {p.dist}"
+                             f"{' with q' if p.q else ''}")
+    return params
 
 
 def to_unconstrained(param: Parameter, x: float) -> float:

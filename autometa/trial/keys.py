@@ -35,23 +35,24 @@ def finite_number(value: Any) -> float | None:
     Booleans and strings are not numbers here (a result of ``True`` or ``"0.5"`` is not a
     metric).
     """
-    if isinstance(value, (bool, str, bytes)) or value is None:
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
+    number = _number(value)
+    return number if number is not None and math.isfinite(number) else None
 
 
 def nonfinite_number(value: Any) -> bool:
     """Whether ``value`` is a number (as :func:`finite_number` reads them) that is NaN or infinite."""
+    number = _number(value)
+    return number is not None and not math.isfinite(number)
+
+
+def _number(value: Any) -> float | None:
+    # float() of anything numeric (NumPy scalars, 0-d tensors), never of a bool or a string
     if isinstance(value, (bool, str, bytes)) or value is None:
-        return False
+        return None
     try:
-        return not math.isfinite(float(value))
+        return float(value)
     except (TypeError, ValueError):
-        return False
+        return None
 
 
 def hypergrad_key(name: str) -> str:

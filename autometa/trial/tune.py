@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from ray import tune
 
-from autometa.trial.keys import hypergrad_metrics, hyperstep_metrics
+from autometa.trial.keys import hyperstep_metrics
 
 STATE_FILE = "hypertrainer.pt"
 USER_STATE_FILE = "state.pt"
@@ -37,8 +37,7 @@ def report_hypergradients(hypergradients: Any, metrics: dict[str, Any] | None = 
     """
     reported = dict(metrics or {})
     if hypergradients is not None:
-        info = getattr(hypergradients, "info", None)
-        reported.update(hypergrad_metrics(hypergradients.grads, hypergradients.values, info))
+        reported.update(hypergradients.metrics())
     if state is None and write is None:
         tune.report(reported)
         return reported

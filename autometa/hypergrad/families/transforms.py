@@ -124,11 +124,12 @@ class Hyperparameter:
             value = self.transform.forward(self.raw)
             clipped = value.clamp(min=self.low, max=self.high)
             if not torch.equal(clipped, value):
-                inside = self._strictly_inside(clipped)
+                inside = self.inside(clipped)
                 self.raw.copy_(self.transform.inverse(inside))
 
-    def _strictly_inside(self, value: torch.Tensor) -> torch.Tensor:
-        # A logit transform cannot reach its own bounds: stay a hair inside them.
+    def inside(self, value: torch.Tensor) -> torch.Tensor:
+        """``value`` moved just inside what the transform can represent (a logit transform
+        cannot reach its own bounds, a log transform not 0)."""
         t = self.transform
         if isinstance(t, LogitTransform):
             span = (t.high - t.low) * 1e-6
