@@ -310,3 +310,16 @@ def _adam_trained_together(models, decays, x, y, steps):
             m[2].weight.copy_(w2[k])
             m[2].bias.copy_(b2[k])
     return models
+
+
+def test_a_relative_space_file_is_found_where_the_run_started(tmp_path, monkeypatch):
+    start, trial = tmp_path / "project", tmp_path / "trial_folder"
+    start.mkdir()
+    trial.mkdir()
+    (start / "space.yaml").write_text("parameters:\n  wd: {type: loguniform, low: 1.0e-4, "
+                                      "high: 1.0, differentiable: true}\n")
+    monkeypatch.chdir(trial)                      # Tune runs a trial in a folder of its own
+    with pytest.raises(FileNotFoundError, match="pass an absolute path"):
+        Hyperparameters.from_config({"wd": 0.1}, "space.yaml")
+    monkeypatch.setenv("TUNE_ORIG_WORKING_DIR", str(start))
+    assert Hyperparameters.from_config({"wd": 0.1}, "space.yaml").names == ["wd"]

@@ -109,7 +109,7 @@ class Hyperparameters:
         if isinstance(space, str):
             from autometa.space import load_space
 
-            space = load_space(space)
+            space = load_space(_space_file(space))
         params = _chosen(space, names)
         flat = space.flatten(dict(config))
         dtype = dtype or torch.get_default_dtype()
@@ -183,6 +183,21 @@ class Hyperparameters:
 
     def __repr__(self) -> str:
         return f"Hyperparameters({self.floats()})"
+
+
+def _space_file(path: str) -> str:
+    """A relative path as the user meant it: Tune runs each trial in a folder of its own, so it
+    is also looked for in the working directory the run started from."""
+    import os
+
+    if os.path.isabs(path) or os.path.exists(path):
+        return path
+    start = os.environ.get("TUNE_ORIG_WORKING_DIR")
+    if start and os.path.exists(os.path.join(start, path)):
+        return os.path.join(start, path)
+    raise FileNotFoundError(f"{path}: no such search-space file here ({os.getcwd()}) nor where the "
+                            f"run started ({start or 'unknown'}); pass an absolute path, e.g. "
+                            f"os.path.join(os.path.dirname(__file__), {path!r})")
 
 
 def transform_of(param: Parameter) -> Transform:
