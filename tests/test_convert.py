@@ -146,3 +146,24 @@ def test_nni_export_rejects_what_nni_cannot_express():
 
 def test_full_space_fixture_is_the_documented_one():
     assert set(FULL_SPACE["parameters"]) >= {"lr", "optimizer", "model", "epochs"}
+
+
+def test_hyperopt_encoding_round_trips_through_hyperopts_own_evaluation():
+    """encode_hyperopt (used to tell TPE evaluated points) is the inverse of decode_hyperopt:
+    hyperopt's space_eval of the encoded values decodes back to the same flat values, for
+    nested choices, a condition, integers, log and quantized parameters."""
+    import hyperopt
+    import numpy as np
+
+    from autometa.convert.hyperopt import decode_hyperopt, encode_hyperopt, to_hyperopt
+    from autometa.testing.spaces import full_space
+
+    space = full_space()
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        flat = space.flatten(space.sample(rng))
+        encoded = encode_hyperopt(space, flat, rng)
+        native = hyperopt.space_eval(to_hyperopt(space), encoded)
+        decoded = decode_hyperopt(space, native)
+        searched = {k: v for k, v in flat.items() if space[k].dist != "constant"}
+        assert {k: v for k, v in decoded.items() if k in flat} == searched

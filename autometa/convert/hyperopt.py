@@ -66,6 +66,32 @@ def _expr(p: Parameter) -> Any:
     raise ValueError(f"{p.key}: no hyperopt form for {p.dist}")
 
 
+def encode_hyperopt(space: Space, flat: dict[str, Any],
+                    rng: Any = None) -> dict[str, Any]:
+    """Hyperopt's stored values (``misc.vals``) for flat autometa values: the inverse of
+    :func:`decode_hyperopt` (a choice is its index; a nested choice's branch its option's).
+
+    Parameters of a branch not taken are left out. An inactive conditional parameter,
+    which hyperopt draws always, is drawn with ``rng`` (a NumPy generator).
+    """
+    structural = {c.parent for p in space.parameters for c in p.structural_conditions}
+    out: dict[str, Any] = {}
+    for p in space.parameters:
+        if p.dist == "constant":
+            continue
+        if p.key not in flat:
+            if p.structural_conditions or rng is None:
+                continue  # a branch not taken
+            value = p.sample(rng)
+        else:
+            value = flat[p.key]
+        if p.dist in ("choice", "grid") or p.key in structural:
+            out[p.key] = next(i for i, v in enumerate(p.values) if _same(v, value))
+        else:
+            out[p.key] = float(value) if p.dist != "randint" or p.log else int(value)
+    return out
+
+
 def decode_hyperopt(space: Space, native: dict[str, Any]) -> dict[str, Any]:
     """Flat autometa values from a config suggested by ``HyperOptSearch``."""
     flat: dict[str, Any] = {}

@@ -1,36 +1,47 @@
 r"""One descent chain of the hypergradient searcher (pure numpy; no Ray).
 
-State: the best point so far :math:`u^*` (unconstrained coordinates), its objective
-:math:`f^*` (to minimize) and gradient :math:`g^*`, the accepted point before it, and a
-trust radius :math:`r` (in the :math:`\infty`-norm).
+Coordinates: the box coordinate :math:`z \in [l, u]` of each parameter
+(:mod:`autometa.space.box`; one unit is a bounded parameter's whole range), to minimize
+:math:`f` with the gradient :math:`g = \partial f/\partial z` the trials report.
 
-* Scaling (``precondition``, the default): :math:`P = \mathrm{diag}(1/\sqrt{v})` with
-  :math:`v` the running mean of squared accepted gradients (Adam's second moment), so that
-  every coordinate moves, not only the steepest one, which matters when many
-  hyperparameters differ in sensitivity.
-* Step: the Barzilai-Borwein step :math:`s = \alpha P g^*`,
-  :math:`\alpha = \Delta u^\top P^{-1} \Delta u / \Delta u^\top \Delta g` from the last two
-  accepted points (a secant estimate of the inverse curvature in the scaled metric); without
-  curvature information (the first step, or :math:`\Delta u^\top \Delta g \le 0`) a scaled
-  steepest-descent step of length :math:`r`: :math:`s = r\, P g^* / \|P g^*\|_\infty`. The step
-  is shrunk to :math:`\|s\|_\infty \le r`; the next point is :math:`u^* - s`.
-* Accepted observation (:math:`f < f^*`, or the first one): it becomes :math:`u^*`, and
-  :math:`r \leftarrow \min(\max(r, \gamma_+ \|s\|_\infty), r_{max})`.
-* Rejected observation (worse, failed, non-finite or without gradient): back to :math:`u^*`
-  with :math:`r \leftarrow \gamma_- \|s\|_\infty` (backtracking along the same direction).
-* The chain ends when :math:`r < r_{min}`, when an accepted step was shorter than
-  :math:`r_{min}` (converged), after ``max_length`` observations, or, with a held-out metric
-  to watch, after ``patience`` accepted steps without a new best of it (the descent then only
-  overfits the metric it follows).
+State: the best point :math:`z^*`, its :math:`f^*` and :math:`g^*`, the last ``memory``
+curvature pairs :math:`(s_k, y_k)`, a trust radius :math:`r` (:math:`\infty`-norm) and a
+diagonal scaling :math:`P = \mathrm{diag}(1/\sqrt{v})` (:math:`v` the running mean of squared
+gradients, Adam's second moment) so that every coordinate moves, not only the steepest.
 
-It draws on hypergradient descent (Maclaurin et al. 2015; Lorraine et al. 2020), the
-Barzilai-Borwein method (1988), and trust-region step control with backtracking on the
-observed objective (Conn, Gould & Toint 2000): a noisy or misleading hypergradient costs one
-trial, after which the chain retreats to its best point with a shorter step.
+* **Active set** (projected quasi-Newton, as L-BFGS-B): coordinate :math:`i` is held when it
+  sits on a bound and :math:`-g_i` points out of the box
+  (:math:`z_i = l_i,\ g_i > 0` or :math:`z_i = u_i,\ g_i < 0`); the rest are *free*, F.
+* **Direction** on F: :math:`d = -H g_F` with :math:`H` the L-BFGS inverse Hessian (two-loop
+  recursion over the pairs restricted to F) from :math:`H_0 = \tau P`,
+  :math:`\tau = s^\top y / y^\top P y` of the newest pair; without pairs
+  :math:`d = -r\, P g_F / \|P g_F\|_\infty`. A non-descent :math:`d` (:math:`g^\top d \ge 0`)
+  falls back to :math:`-P g_F`.
+* **Step**: :math:`d` shrunk to :math:`\|d\|_\infty \le \rho\, r`, where :math:`\rho \in (0,1]`
+  is the trust in :math:`g^*` (1 for a hypergradient that met its tolerances, less with its
+  relative residual; see :func:`gradient_trust`); next point :math:`\Pi_{[l,u]}(z^* + d)`,
+  so a bound is reached exactly, never crossed.
+* **Observation** (:math:`f, g` at :math:`z`): a pair :math:`(z - z^*, g - g^*)` joins the
+  memory when both gradients are trusted and :math:`s^\top y > 0` (accepted or not: the
+  curvature is real either way). Accepted (:math:`f < f^*`, or the first): it becomes
+  :math:`z^*` and :math:`r \leftarrow \min(\max(r, \gamma_+ \|s\|_\infty), r_{max})`.
+  Rejected (worse, failed, non-finite, no gradient): back to :math:`z^*` with
+  :math:`r \leftarrow \gamma_- \|s\|_\infty` (backtracking along the same direction).
+* **End**: the projected gradient is zero (a stationary point, optimum on the bounds
+  included), :math:`r < r_{min}`, an accepted step shorter than :math:`r_{min}` (converged),
+  ``max_length`` observations, or, with a held-out metric to watch, ``patience`` accepted
+  steps without a new best of it (the descent then only overfits the metric it follows).
+
+It draws on hypergradient descent (Maclaurin et al. 2015; Lorraine et al. 2020), L-BFGS-B's
+projected active-set steps (Byrd, Lu, Nocedal & Zhu 1995), the L-BFGS two-loop recursion
+(Nocedal 1980) and trust-region step control with backtracking on the observed objective
+(Conn, Gould & Toint 2000): a noisy or misleading hypergradient costs one trial, after which
+the chain retreats to its best point with a shorter step.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,17 +50,53 @@ import numpy as np
 
 @dataclass
 class ChainSettings:
-    """Step control of a chain (lengths in unconstrained units, infinity norm)."""
+    """Step control of a chain (lengths in box units, infinity norm)."""
 
-    radius: float = 1.0
-    max_radius: float = 4.0
-    min_radius: float = 1e-3
+    radius: float = 0.1
+    max_radius: float = 0.5
+    min_radius: float = 1e-4
     grow: float = 2.0
     shrink: float = 0.3
     max_length: int = 30
     precondition: bool = True
     beta2: float = 0.9
     patience: int = 0
+    memory: int = 8
+
+
+def gradient_trust(converged: float | None, residual: float | None) -> float:
+    r"""How far a step may trust a reported hypergradient, in (0, 1].
+
+    :math:`\rho = 1` when it met its tolerances (or reported no check), else
+    :math:`\rho = \max(0.1,\ 1 - \min(\text{residual}, 0.9))` for its relative residual
+    :math:`\|Hv - \nabla_w L_{val}\| / \|\nabla_w L_{val}\|`, and 0.5 without one.
+    """
+    if converged is None or converged != 0.0:
+        return 1.0
+    if residual is None or not math.isfinite(residual):
+        return 0.5
+    return max(0.1, 1.0 - min(residual, 0.9))
+
+
+def _active(z: np.ndarray, g: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Coordinates held on a bound: there, -g points out of the box."""
+    return ((z <= low) & (g > 0)) | ((z >= high) & (g < 0))
+
+
+def lbfgs_direction(g: np.ndarray, pairs: list[tuple[np.ndarray, np.ndarray]],
+                    h0: np.ndarray) -> np.ndarray:
+    """:math:`-H g` by the L-BFGS two-loop recursion from the diagonal :math:`H_0`."""
+    q, alphas = g.copy(), []
+    for s, y in reversed(pairs):                       # newest first
+        rho = 1.0 / float(y @ s)
+        a = rho * float(s @ q)
+        q -= a * y
+        alphas.append((rho, a, s, y))
+    r = h0 * q
+    for rho, a, s, y in reversed(alphas):              # oldest first
+        b = rho * float(y @ r)
+        r += (a - b) * s
+    return -r
 
 
 @dataclass
@@ -59,11 +106,13 @@ class Chain:
     context: dict[str, Any]
     start: np.ndarray
     settings: ChainSettings
+    low: np.ndarray | None = None
+    high: np.ndarray | None = None
     best_u: np.ndarray | None = None
     best_f: float = np.inf
     best_g: np.ndarray | None = None
-    prev_u: np.ndarray | None = None
-    prev_g: np.ndarray | None = None
+    best_trust: float = 1.0
+    pairs: list = field(default_factory=list)
     radius: float = 0.0
     last_step: float = 0.0
     length: int = 0
@@ -77,6 +126,10 @@ class Chain:
 
     def __post_init__(self) -> None:
         self.radius = self.settings.radius
+        n = len(self.start)
+        self.low = np.full(n, -np.inf) if self.low is None else np.asarray(self.low, float)
+        self.high = np.full(n, np.inf) if self.high is None else np.asarray(self.high, float)
+        self.start = np.clip(np.asarray(self.start, float), self.low, self.high)
 
     @property
     def done(self) -> bool:
@@ -96,54 +149,63 @@ class Chain:
         elif accepted:
             self.stale += 1
 
+    def _scaling(self) -> np.ndarray:
+        if not self.settings.precondition or self.second_moment is None:
+            return np.ones_like(self.best_g)
+        root = np.sqrt(self.second_moment)
+        return 1.0 / (root + 1e-8 * max(float(root.max()), 1e-300))
+
     def next_point(self) -> np.ndarray:
-        """Where to evaluate next."""
+        """Where to evaluate next (always inside the bounds)."""
         if self.best_u is None:
             return self.start.copy()
-        g = self.best_g
-        size = float(np.max(np.abs(g))) if g.size else 0.0
-        if size == 0.0:
-            self.last_step = 0.0
-            self.radius = 0.0  # a stationary point: nothing more to do here
-            return self.best_u.copy()
+        z, g = self.best_u, self.best_g
+        free = ~_active(z, g, self.low, self.high)
+        gf = np.where(free, g, 0.0)
+        if not np.any(gf):
+            self.last_step, self.converged = 0.0, True   # stationary on the box
+            return z.copy()
+        scale = self._scaling()
+        limit = self.radius * self.best_trust
         step = None
-        if self.settings.precondition:
-            # per-coordinate scaling by the RMS of past gradients (Adam's second moment)
-            scale = 1.0 / (np.sqrt(self.second_moment) + 1e-12)
-            scaled = scale * g
-            if self.prev_u is not None:
-                du, dg = self.best_u - self.prev_u, self.best_g - self.prev_g
-                curvature = float(du @ dg)
-                if curvature > 0:                                # BB in the scaled metric
-                    step = (float(du @ (du / scale)) / curvature) * scaled
-            if step is None:
-                step = self.radius * scaled / float(np.max(np.abs(scaled)))
-        elif self.prev_u is not None:
-            du, dg = self.best_u - self.prev_u, self.best_g - self.prev_g
-            curvature = float(du @ dg)
-            if curvature > 0:
-                step = (float(du @ du) / curvature) * g          # Barzilai-Borwein
+        pairs = [(np.where(free, s, 0.0), np.where(free, y, 0.0)) for s, y in self.pairs]
+        pairs = [(s, y) for s, y in pairs if float(s @ y) > 1e-12 * np.linalg.norm(s)
+                 * np.linalg.norm(y)]
+        if pairs:
+            s, y = pairs[-1]
+            tau = float(s @ y) / float(y @ (scale * y))            # BB scaling of H0 = tau P
+            step = lbfgs_direction(gf, pairs, tau * scale)
+            step = np.where(free, step, 0.0)
+            if float(step @ gf) >= 0:                              # not a descent direction
+                step = None
         if step is None:
-            step = self.radius * g / size                        # steepest descent, length r
+            scaled = scale * gf
+            step = -limit * scaled / float(np.max(np.abs(scaled)))
         length = float(np.max(np.abs(step)))
-        if length > self.radius:
-            step = step * (self.radius / length)
-            length = self.radius
-        self.last_step = length
-        return self.best_u - step
+        if length > limit:
+            step = step * (limit / length)
+        target = np.clip(z + step, self.low, self.high)
+        self.last_step = float(np.max(np.abs(target - z)))
+        return target
 
-    def observe(self, u: np.ndarray, f: float | None, grad: np.ndarray | None) -> bool:
+    def observe(self, u: np.ndarray, f: float | None, grad: np.ndarray | None,
+                trust: float = 1.0) -> bool:
         """Record an evaluation at ``u``; returns whether it was accepted."""
         self.length += 1
         self.history.append((u.tolist(), np.nan if f is None else float(f)))
         ok = f is not None and np.isfinite(f) and grad is not None and bool(np.all(np.isfinite(grad)))
         s = self.settings
+        if ok and self.best_u is not None and trust >= 1.0 and self.best_trust >= 1.0:
+            step, change = u - self.best_u, grad - self.best_g
+            if s.memory > 0 and \
+                    float(step @ change) > 1e-12 * np.linalg.norm(step) * np.linalg.norm(change):
+                self.pairs = (self.pairs + [(step, change)])[-s.memory:]
         if ok and (self.best_u is None or f < self.best_f):
             if self.best_u is not None:
-                self.prev_u, self.prev_g = self.best_u, self.best_g
                 self.radius = min(max(self.radius, s.grow * self.last_step), s.max_radius)
                 self.converged = self.last_step < s.min_radius
             self.best_u, self.best_f, self.best_g = u.copy(), float(f), grad.copy()
+            self.best_trust = float(trust)
             b2 = s.beta2
             self.second_moment = grad ** 2 if self.second_moment is None else \
                 b2 * self.second_moment + (1 - b2) * grad ** 2

@@ -4,8 +4,16 @@ Subclasses only say how to *propose* flat values and how to *observe* results;
 this class turns proposals into trial configs (constants filled in, inactive
 parameters handled), rejects and redraws proposals that break the space
 (forbidden combinations, truncated bounds), keeps non-finite metrics away from
-the underlying model, and saves/restores its whole state for Tune's experiment
-checkpoints.
+the underlying model, runs ``points_to_evaluate`` first and hands evaluated points
+(``add_evaluated_point``) to the model, and saves/restores its whole state for Tune's
+experiment checkpoints.
+
+**Composition contract.** A searcher that drives another one (the hypergradient searcher
+and its base) uses only the public methods :meth:`SpaceSearcher.propose`,
+:meth:`~SpaceSearcher.observe`, :meth:`~SpaceSearcher.observe_intermediate`,
+:meth:`~SpaceSearcher.reject` and :meth:`~SpaceSearcher.tell`, in flat values and without
+the space checks (the outer searcher makes them), as Optuna's samplers compose through
+``sample_independent``.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import numpy as np
 from ray import cloudpickle
 from ray.tune.search import Searcher
 
@@ -57,17 +66,31 @@ class SpaceSearcher(Searcher):
         mode: ``"min"`` or ``"max"``.
         seed: Seed for reproducible suggestions.
         max_resamples: Redraws allowed for one trial when proposals break the space.
+        points_to_evaluate: Configurations to run first, in order (nested like a trial config,
+            or flat with dotted keys); parameters they leave out are drawn from the space.
+            Their results reach the model as evaluated points. Checked when the searcher is
+            set up: an unknown key or a value outside the space is a ``ValueError``.
     """
+
+    models_results = False
+    """Whether results and evaluated points change later suggestions (a model-based searcher)."""
 
     def __init__(self, space: Space | None = None, metric: str | None = None,
                  mode: str | None = None, seed: int | None = None,
-                 max_resamples: int = 200) -> None:
+                 max_resamples: int = 200,
+                 points_to_evaluate: list[dict] | None = None) -> None:
         if mode not in (None, "min", "max"):
             raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
         super().__init__(metric=metric, mode=mode)
         self.space = as_space(space)
         self.seed = seed
         self.max_resamples = max_resamples
+        if points_to_evaluate is not None and not isinstance(points_to_evaluate, (list, tuple)):
+            raise TypeError("points_to_evaluate must be a list of configs, got "
+                            f"{type(points_to_evaluate).__name__}")
+        self.points_to_evaluate = [dict(p) for p in points_to_evaluate or []]
+        self._to_evaluate: list[dict[str, Any]] = []   # checked, filled flat points still to run
+        self._given: dict[str, dict[str, Any]] = {}  # trial id -> flat point it runs
         self._live: dict[str, dict[str, Any]] = {}  # trial id -> flat values
         self._ready = False
         self._warned_nonfinite = False
@@ -86,6 +109,12 @@ class SpaceSearcher(Searcher):
 
     def _observe_intermediate(self, trial_id: str, result: dict) -> None:
         """Tell the model about an intermediate result (finite metric only)."""
+
+    def _tell(self, flat: dict[str, Any], value: float | None) -> None:
+        """Tell the model about an evaluated point (``value`` None: it failed).
+
+        The default suits searchers that learn nothing from results (random, grid).
+        """
 
     def _reject(self, trial_id: str) -> None:
         """Tell the model about a proposal that broke the space.
@@ -125,12 +154,109 @@ class SpaceSearcher(Searcher):
         if not self._metric or not self._mode:
             raise RuntimeError(f"{type(self).__name__} needs metric and mode (pass them here or "
                                "to tune.TuneConfig)")
+        rng = np.random.default_rng(None if self.seed is None else self.seed + 7919)
+        self._to_evaluate = [self.checked_point(p, f"points_to_evaluate[{i}]", rng)
+                        for i, p in enumerate(self.points_to_evaluate)]
         self._setup()
         self._ready = True
+
+    def checked_point(self, point: dict, where: str = "point",
+                      rng: np.random.Generator | None = None) -> dict[str, Any]:
+        """Flat values of a user's config (nested, or flat with dotted keys), checked.
+
+        With ``rng``, parameters it leaves out are drawn; without, they must all be there.
+
+        Raises:
+            ValueError: an unknown key, a missing value or a value outside the space.
+        """
+        if not isinstance(point, dict):
+            raise ValueError(f"{where}: a config must be a dict, got {type(point).__name__}")
+        heads = {p.path[0] for p in self.space} | set(self.space.keys)
+        unknown = [k for k in point if k not in heads]
+        if unknown:
+            raise ValueError(f"{where}: unknown parameter(s) {unknown}; the space has "
+                             f"{self.space.keys}")
+        flat = self.space.flatten(point)
+        flat.update({k: v for k, v in point.items() if k in self.space and not isinstance(v, dict)})
+        if rng is not None:
+            flat = self.space.sample_flat(rng, fixed=flat)
+        try:
+            problems = self.space.problems(self.space.assemble(flat))
+        except ConstraintViolation as err:
+            problems = [str(err)]
+        if problems:
+            raise ValueError(f"{where}: {'; '.join(problems)}")
+        return self.space.flatten(self.space.assemble(flat))
+
+    # -------------------------------------------------- composition contract
+    def propose(self, trial_id: str) -> dict[str, Any] | str | None:
+        """Flat values for ``trial_id`` (None: not now; ``Searcher.FINISHED``), unchecked.
+
+        For a searcher that composes this one: it checks the values, runs the trial and then
+        calls :meth:`observe` or :meth:`reject` with the same id.
+        """
+        self._ensure_ready()
+        return self._propose(trial_id)
+
+    def observe(self, trial_id: str, result: dict | None, error: bool = False) -> None:
+        """``trial_id`` (from :meth:`propose`) finished; ``error``: no usable metric."""
+        if not error and result is not None and finite_number(result.get(self._metric)) is not None:
+            self._note_worst(result[self._metric])
+        self._observe(trial_id, result, error)
+
+    def observe_intermediate(self, trial_id: str, result: dict) -> None:
+        """An intermediate result of ``trial_id`` (finite metric)."""
+        self._observe_intermediate(trial_id, result)
+
+    def reject(self, trial_id: str, worst: float | None = None) -> None:
+        """The proposal for ``trial_id`` broke the space and will not run.
+
+        Args:
+            worst: The worst metric the composing searcher has seen (the model hears it as
+                this trial's result, so it moves away).
+        """
+        if worst is not None:
+            self._note_worst(worst)
+        self._reject(trial_id)
+
+    def tell(self, flat: dict[str, Any], value: float | None) -> None:
+        """An evaluated point in flat values (``value`` None or non-finite: it failed)."""
+        self._ensure_ready()
+        self._tell(flat, finite_number(value))
+
+    def _note_worst(self, value: Any) -> None:
+        value = finite_number(value)
+        if value is not None:
+            worse = max if self._mode == "min" else min
+            self._worst = value if self._worst is None else worse(self._worst, value)
+
+    def add_evaluated_point(self, parameters: dict, value: float, error: bool = False,
+                            pruned: bool = False, intermediate_values: list | None = None) -> None:
+        """Hand the model a configuration evaluated elsewhere (Ray's ``Searcher`` API).
+
+        Args:
+            parameters: The trial config (nested, or flat with dotted keys); every active
+                parameter must be given.
+            value: Its metric (a non-finite value, or ``error``, counts as a failure).
+            error, pruned: Whether it failed / was stopped early (a pruned point's value is
+                used as it is).
+            intermediate_values: Ignored.
+
+        Raises:
+            ValueError: a config outside the space.
+        """
+        self._ensure_ready()
+        flat = self.checked_point(parameters, "add_evaluated_point")
+        self._tell(flat, None if error else finite_number(value))
 
     def suggest(self, trial_id: str) -> dict | str | None:
         self._ensure_ready()
         problems: list[str] = []
+        given = self._point_to_evaluate(trial_id)
+        if given is not None:
+            self._given[trial_id] = given
+            self._live[trial_id] = given
+            return self.space.assemble(given)
         for _ in range(self.max_resamples):
             flat = self._propose(trial_id)
             if flat is None or flat == Searcher.FINISHED:
@@ -148,10 +274,18 @@ class SpaceSearcher(Searcher):
             f"{type(self).__name__}: {self.max_resamples} proposals in a row broke the space "
             f"({problems[0]}); are the forbidden clauses excluding almost everything?")
 
+    def _point_to_evaluate(self, trial_id: str) -> dict[str, Any] | None:
+        """The next of ``points_to_evaluate`` for ``trial_id``, or None when all have run.
+
+        A subclass that starts something of its own at those points overrides this (and takes
+        them from ``self._to_evaluate``).
+        """
+        return self._to_evaluate.pop(0) if self._to_evaluate else None
+
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if trial_id not in self._live and not self._adopt(trial_id, result):
             return
-        if self._finite(result):
+        if self._finite(result) and trial_id not in self._given:
             self._observe_intermediate(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None,
@@ -160,10 +294,12 @@ class SpaceSearcher(Searcher):
             return
         usable = not error and result is not None and self._finite(result)
         if usable:
-            value = result[self._metric]
-            worse = max if self._mode == "min" else min
-            self._worst = value if self._worst is None else worse(self._worst, value)
-        self._observe(trial_id, result if usable else None, not usable)
+            self._note_worst(result[self._metric])
+        given = self._given.pop(trial_id, None)
+        if given is not None:
+            self._tell(given, result[self._metric] if usable else None)
+        else:
+            self._observe(trial_id, result if usable else None, not usable)
         self._live.pop(trial_id, None)
 
     def _adopt(self, trial_id: str, result: dict | None) -> bool:

@@ -31,6 +31,8 @@ class BOHBSearcher(SpaceSearcher):
         **kwargs: See :class:`SpaceSearcher`.
     """
 
+    models_results = True
+
     def __init__(self, space: Space | None = None, metric: str | None = None,
                  mode: str | None = None, seed: int | None = None,
                  bohb_config: dict | None = None, **kwargs: Any) -> None:
@@ -48,6 +50,7 @@ class BOHBSearcher(SpaceSearcher):
         # hpbandster samples from its model with NumPy's global generator: give it its own,
         # seeded and saved with the searcher, so suggestions follow the seed and a restore
         self._numpy_state = np.random.RandomState(self.seed).get_state()
+        self._told = 0
 
     def _propose(self, trial_id: str) -> dict[str, Any] | None:
         from autometa.convert.configspace import decode_configspace
@@ -64,6 +67,23 @@ class BOHBSearcher(SpaceSearcher):
     def _observe(self, trial_id: str, result: dict | None, error: bool) -> None:
         with self._own_numpy_generator():
             self._base.on_trial_complete(trial_id, result=result, error=error)
+
+    def _tell(self, flat: dict[str, Any], value: float | None) -> None:
+        """Add the point to hpbandster's observations, on the largest budget its model has
+        seen (budget 1 before any); a failed point is left out."""
+        if value is None:
+            return
+        from autometa.convert.configspace import encode_configspace
+
+        budgets = list(self._base.bohber.configs)
+        self._told += 1
+        trial_id = f"evaluated-{self._told}"
+        self._base.trial_to_params[trial_id] = encode_configspace(self.space, flat)
+        self._base.running.add(trial_id)
+        result = {self._metric: value, "hyperband_info": {"budget": max(budgets, default=1)}}
+        with self._own_numpy_generator():
+            self._base.on_trial_result(trial_id, result)
+            self._base.on_trial_complete(trial_id, result=result)
 
     @contextlib.contextmanager
     def _own_numpy_generator(self) -> Iterator[None]:

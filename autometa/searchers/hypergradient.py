@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from autometa.searchers._chain import Chain, ChainSettings
+from autometa.searchers._chain import Chain, ChainSettings, gradient_trust
 from autometa.searchers.base import SpaceSearcher
-from autometa.space import Space
+from autometa.space import Space, box
 from autometa.space import unconstrained as coords
 from autometa.trial.keys import (
     CONVERGED,
@@ -71,23 +71,31 @@ class HypergradientSearcher(SpaceSearcher):
         True
     """
 
+    base_searchers = ("random", "tpe", "bohb")
+    """Names of the searchers that may propose the other parameters and chain starts."""
+
+    models_results = True
+
     def __init__(self, space: Space | None = None, metric: str | None = None,
                  mode: str | None = None, seed: int | None = None, base: str = "random",
-                 base_options: dict | None = None, chains: int = 4, radius: float = 1.0,
-                 max_radius: float = 4.0, min_radius: float = 1e-3, grow: float = 2.0,
+                 base_options: dict | None = None, chains: int = 4, radius: float = 0.1,
+                 max_radius: float = 0.5, min_radius: float = 1e-4, grow: float = 2.0,
                  shrink: float = 0.3, chain_length: int = 30, precondition: bool = True,
+                 memory: int = 8, start: str = "center",
                  holdout_metric: str | None = None, patience: int = 3,
                  differentiable: list[str] | None = None, **kwargs: Any) -> None:
         super().__init__(space, metric, mode, seed, **kwargs)
         self.differentiable = None if differentiable is None else list(differentiable)
-        if base not in ("random", "tpe", "bohb"):
-            raise ValueError(f"base must be 'random', 'tpe' or 'bohb', got {base!r}")
+        if base not in self.base_searchers:
+            raise ValueError(f"base must be one of {list(self.base_searchers)}, got {base!r}")
+        if start not in ("center", "base"):
+            raise ValueError(f"start must be 'center' or 'base', got {start!r}")
         self.base_name, self.base_options = base, dict(base_options or {})
-        self.max_chains = chains
+        self.max_chains, self.start = chains, start
         self.settings = ChainSettings(radius=radius, max_radius=max_radius,
                                       min_radius=min_radius, grow=grow, shrink=shrink,
                                       max_length=chain_length, precondition=precondition,
-                                      patience=patience if holdout_metric else 0)
+                                      memory=memory, patience=patience if holdout_metric else 0)
         self.holdout_metric = holdout_metric
 
     def _setup(self) -> None:
@@ -97,13 +105,26 @@ class HypergradientSearcher(SpaceSearcher):
                                    mode=self._mode, seed=self.seed, **self.base_options)
         self._params = self._chosen()
         self._inferred = False
-        self._chains: list[Chain] = []
-        self._trial_chain: dict[str, int] = {}
+        self._chains: dict[int, Chain] = {}     # chain id -> chain
+        self._next_chain = 0
+        self._trial_chain: dict[str, int] = {}  # trial id -> chain id
         self._base_trials: set[str] = set()
+        self._told_trials: set[str] = set()     # evaluated for the base, not proposed by it
+        self._rng = np.random.default_rng(self.seed)
         self._seeds: list[tuple[float, dict[str, Any]]] = []
         self._gradients_seen = False
         self._warned = False
         self.retired: list[Chain] = []
+
+    @property
+    def all_chains(self) -> list[Chain]:
+        """Every chain started so far, oldest first (after setup)."""
+        return list(self._chains.values())
+
+    def chain_of(self, trial_id: str) -> Chain | None:
+        """The chain a live trial belongs to (None for a base-searcher trial)."""
+        chain_id = self._trial_chain.get(trial_id)
+        return None if chain_id is None else self._chains[chain_id]
 
     def _chosen(self) -> list:
         if self.differentiable is None:
@@ -133,72 +154,92 @@ class HypergradientSearcher(SpaceSearcher):
             self._warned = True
 
     # ------------------------------------------------------------ proposals
+    def _point_to_evaluate(self, trial_id: str) -> None:
+        return None  # points_to_evaluate start the first chains (see _from_base)
+
     def _propose(self, trial_id: str) -> dict[str, Any] | str | None:
         if not self._params or (self._warned and not self._gradients_seen):
             return self._from_base(trial_id)
-        for index, chain in enumerate(self._chains):
+        for chain_id, chain in self._chains.items():
             if chain.pending is None and chain.best_u is not None and not chain.done:
-                return self._from_chain(trial_id, index)
-        if len([c for c in self._chains if not c.done]) < self.max_chains:
-            flat = self._from_base(trial_id)
+                return self._from_chain(trial_id, chain_id)
+        if len([c for c in self._chains.values() if not c.done]) < self.max_chains:
+            flat = self._from_base(trial_id, first=not self._chains)
             if isinstance(flat, dict) and all(p.key in flat for p in self._params):
                 self._start_chain(trial_id, flat)  # (a conditional one may be inactive: no chain)
             return flat
         return None  # every chain waits for its trial
 
-    def _from_base(self, trial_id: str) -> Any:
+    def _from_base(self, trial_id: str, first: bool = False) -> Any:
+        """A chain start: a point to evaluate, the best evaluated point, or the base's
+        proposal (with the differentiable values at the box's middle for the first chain,
+        ``start="center"``)."""
+        if self._to_evaluate:
+            return self._to_evaluate.pop(0)
         if self._seeds:  # evaluated points handed over by add_evaluated_point, best first
             return dict(self._seeds.pop(0)[1])
-        self._base._ensure_ready()
-        flat = self._base._propose(trial_id)
+        if first and self.start == "center" and self._params:
+            # the others drawn from the space; the base hears the result as an evaluated point
+            middle = {p.key: box.from_box(p, box.start(p)) for p in self._params}
+            self._told_trials.add(trial_id)
+            return self.space.sample_flat(self._rng, fixed=middle)
+        flat = self._base.propose(trial_id)
         if isinstance(flat, dict):
             self._base_trials.add(trial_id)
         return flat
 
     def _start_chain(self, trial_id: str, flat: dict[str, Any]) -> None:
-        start = np.array([coords.to_unconstrained(p, flat[p.key]) for p in self._params])
+        start = np.array([box.to_box(p, flat[p.key]) for p in self._params])
         context = {k: v for k, v in flat.items() if k not in {p.key for p in self._params}}
-        self._chains.append(Chain(context, start, self.settings))
-        self._attach(trial_id, len(self._chains) - 1, start)
+        low, high = zip(*(box.bounds(p) for p in self._params), strict=True)
+        chain_id, self._next_chain = self._next_chain, self._next_chain + 1
+        self._chains[chain_id] = Chain(context, start, self.settings, np.array(low),
+                                       np.array(high))
+        self._attach(trial_id, chain_id, self._chains[chain_id].start)
 
-    def _from_chain(self, trial_id: str, index: int) -> dict[str, Any]:
-        chain = self._chains[index]
-        u = np.array([coords.clip_unconstrained(p, x)
-                      for p, x in zip(self._params, chain.next_point(), strict=True)])
-        self._attach(trial_id, index, u)
+    def _from_chain(self, trial_id: str, chain_id: int) -> dict[str, Any]:
+        chain = self._chains[chain_id]
+        z = chain.next_point()
+        self._attach(trial_id, chain_id, z)
         flat = dict(chain.context)
-        for p, value in zip(self._params, u, strict=True):
-            flat[p.key] = coords.from_unconstrained(p, float(value))
+        for p, value in zip(self._params, z, strict=True):
+            flat[p.key] = box.from_box(p, float(value))
         # Parameters that became active or inactive keep the space consistent.
         return self.space.flatten(self.space.assemble(flat))
 
-    def _attach(self, trial_id: str, index: int, u: np.ndarray) -> None:
-        self._chains[index].pending, self._chains[index].pending_u = trial_id, u
-        self._trial_chain[trial_id] = index
+    def _attach(self, trial_id: str, chain_id: int, z: np.ndarray) -> None:
+        self._chains[chain_id].pending, self._chains[chain_id].pending_u = trial_id, z
+        self._trial_chain[trial_id] = chain_id
 
     # ---------------------------------------------------------- observations
     def _observe(self, trial_id: str, result: dict | None, error: bool) -> None:
         self._infer(result)
         if trial_id in self._base_trials:
             self._base_trials.discard(trial_id)
-            self._base._observe(trial_id, result, error)
-            self._base._live.pop(trial_id, None)
-        index = self._trial_chain.pop(trial_id, None)
-        if index is None:
+            self._base.observe(trial_id, result, error)
+        if trial_id in self._told_trials:
+            self._told_trials.discard(trial_id)
+            self._base.tell(self._live[trial_id], None if result is None else
+                            result.get(self._metric))
+        chain_id = self._trial_chain.pop(trial_id, None)
+        if chain_id is None:
             return
-        chain = self._chains[index]
-        u = chain.pending_u
+        chain = self._chains[chain_id]
+        z = chain.pending_u
         chain.pending, chain.pending_u = None, None
-        f, grad = self._objective(result, u) if result is not None else (None, None)
+        f, grad = self._objective(result, z) if result is not None else (None, None)
         if result is not None and grad is None and not self._gradients_seen and not self._warned:
             logger.warning("HypergradientSearcher: results carry no %s<name> for %s; searching "
                            "like the %s base searcher", HYPERGRAD_PREFIX,
                            [p.key for p in self._params], self.base_name)
             self._warned = True
+        trust = 1.0
         if grad is not None:
             self._gradients_seen = True
-            u = self._reported_point(result, u)
-        accepted = chain.observe(u, f, grad)
+            z = self._reported_point(result, z)
+            trust = gradient_trust(finite_number(result.get(CONVERGED)),
+                                   finite_number(result.get(RESIDUAL)))
+        accepted = chain.observe(z, f, grad, trust)
         if self.holdout_metric and result is not None:
             watched = finite_number(result.get(self.holdout_metric))
             sign = 1.0 if self._mode == "min" else -1.0
@@ -207,19 +248,17 @@ class HypergradientSearcher(SpaceSearcher):
             self.retired.append(chain)
 
     def _reject(self, trial_id: str) -> None:
-        index = self._trial_chain.pop(trial_id, None)
-        if index is not None:  # a chain point broke a forbidden clause: shrink and retry
-            chain = self._chains[index]
+        chain_id = self._trial_chain.pop(trial_id, None)
+        if chain_id is not None:  # a chain point broke a forbidden clause: shrink and retry
+            chain = self._chains[chain_id]
             chain.pending, chain.pending_u = None, None
             chain.radius *= self.settings.shrink
+        self._told_trials.discard(trial_id)
         if trial_id in self._base_trials:
             self._base_trials.discard(trial_id)
-            self._base._worst = self._worst  # the base model hears results only through us
-            self._base._reject(trial_id)
-            if index is not None:
-                self._chains.pop(index)
-                self._trial_chain = {t: (i - 1 if i > index else i)
-                                     for t, i in self._trial_chain.items()}
+            self._base.reject(trial_id, self._worst)
+            if chain_id is not None:  # the start itself broke the space: no chain
+                del self._chains[chain_id]
 
     def _objective(self, result: dict, u: np.ndarray) -> tuple[float | None, np.ndarray | None]:
         value = finite_number(result.get(self._metric))
@@ -227,7 +266,7 @@ class HypergradientSearcher(SpaceSearcher):
             return None, None
         sign = 1.0 if self._mode == "min" else -1.0
         grads = []
-        for p, ui in zip(self._params, u, strict=True):
+        for p, zi in zip(self._params, u, strict=True):
             g = reported_hypergrad(result, p.key)
             if g is None:
                 if nonfinite_number(result.get(hypergrad_key(p.key))):
@@ -236,7 +275,7 @@ class HypergradientSearcher(SpaceSearcher):
                                    "cases are not logged)", hypergrad_key(p.key),
                                    result.get(hypergrad_key(p.key)), self._metric)
                 return sign * value, None
-            grads.append(sign * g * coords.derivative(p, float(ui)))   # dL/du = dL/dx dx/du
+            grads.append(sign * g * box.box_derivative(p, float(zi)))  # dL/dz = dL/dx dx/dz
         if finite_number(result.get(CONVERGED)) == 0.0:
             self._say_once("unconverged", "HypergradientSearcher: trials report hypergradients "
                            "that failed their checks (%s = 0); they are used as reported, and the "
@@ -255,7 +294,7 @@ class HypergradientSearcher(SpaceSearcher):
         for i, p in enumerate(self._params):
             x = reported_hparam(result, p.key)
             if x is not None:
-                out[i] = coords.to_unconstrained(p, x)
+                out[i] = box.to_box(p, x)
         return out
 
     def _adopted(self, trial_id: str, flat: dict[str, Any]) -> None:
@@ -264,18 +303,14 @@ class HypergradientSearcher(SpaceSearcher):
 
     def _observe_intermediate(self, trial_id: str, result: dict) -> None:
         if trial_id in self._base_trials:
-            self._base._observe_intermediate(trial_id, result)
+            self._base.observe_intermediate(trial_id, result)
 
-    def add_evaluated_point(self, parameters: dict, value: float, error: bool = False,
-                            pruned: bool = False, intermediate_values: list | None = None) -> None:
-        """Remember an evaluated configuration: the best ones start the next chains.
-
-        Its hypergradient is unknown, so a chain's first trial evaluates it again.
-        """
-        self._ensure_ready()
-        if error or finite_number(value) is None:
+    def _tell(self, flat: dict[str, Any], value: float | None) -> None:
+        """An evaluated point: the base searcher learns it, and the best ones start the next
+        chains (their hypergradient is unknown, so a chain's first trial evaluates it again)."""
+        self._base.tell(flat, value)
+        if value is None:
             return
-        value = finite_number(value)
         sign = 1.0 if self._mode == "min" else -1.0
-        self._seeds.append((sign * value, self.space.flatten(parameters)))
+        self._seeds.append((sign * value, dict(flat)))
         self._seeds.sort(key=lambda item: item[0])

@@ -14,6 +14,7 @@ A failed trial or a NaN/inf metric counts as the worst result on that instance.
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
@@ -25,6 +26,8 @@ from autometa.racing.sampling import parent_weights, sample_around
 from autometa.searchers.base import SpaceSearcher
 from autometa.space import Space
 from autometa.trial.keys import finite_number
+
+logger = logging.getLogger(__name__)
 
 
 class RacingSearcher(SpaceSearcher):
@@ -83,8 +86,54 @@ class RacingSearcher(SpaceSearcher):
         self._start_race(self._first_candidates())
 
     def _first_candidates(self) -> list[dict[str, Any]]:
-        given = [self.space.flatten(c) for c in self.given]
+        given = [self.space.flatten(c) for c in self.given] + self._to_evaluate
+        self._to_evaluate = []
         return given + [self.space.sample_flat(self._rng) for _ in range(self.n_candidates)]
+
+    def _point_to_evaluate(self, trial_id: str) -> None:
+        return None  # points_to_evaluate are raced as the first candidates
+
+    def add_evaluated_point(self, parameters: dict, value: float, error: bool = False,
+                            pruned: bool = False, intermediate_values: list | None = None) -> None:
+        """A result of one of the current race's candidates on one instance, evaluated
+        elsewhere: it is recorded, so that pair is not run again.
+
+        ``parameters`` must carry the instance key. A configuration that is not a candidate
+        joins the race only before its first trial; later it is logged and left out (a race
+        compares candidates on the same instances).
+
+        Raises:
+            ValueError: no instance key, an unknown instance, or a config outside the space.
+        """
+        self._ensure_ready()
+        config = dict(parameters)
+        if self.instance_key not in config:
+            raise ValueError(f"add_evaluated_point: a race needs the instance the point ran on "
+                             f"(parameters[{self.instance_key!r}])")
+        instance = config.pop(self.instance_key)
+        if instance not in self.instances:
+            raise ValueError(f"add_evaluated_point: {self.instance_key}={instance!r} is not one "
+                             f"of the instances {self.instances}")
+        flat = self.checked_point(config, "add_evaluated_point")
+        k = self.instances.index(instance)
+        value = None if error else finite_number(value)
+        if value is not None and self._mode == "max":
+            value = -value
+        race, indices = self.races[-1]
+        for local, index in enumerate(indices):
+            if self.configs[index] == flat and (local, k) not in race.pending:
+                race.record(local, k, value)
+                return
+        if race.handed_out == 0 and not any(race.results):
+            self.configs.append(flat)
+            indices = indices + [len(self.configs) - 1]
+            results = race.results + [{}]
+            self.races[-1] = (Race(len(indices), self.settings, budget=race.budget,
+                                   results=results), indices)
+            self.race.record(len(indices) - 1, k, value)
+            return
+        logger.warning("%s: add_evaluated_point: %s is not a candidate of the running race; "
+                       "left out", type(self).__name__, config)
 
     def _start_race(self, flats: list[dict[str, Any]], carried: list[int] = ()) -> None:
         """A race among the ``carried`` candidates (with their results) and new ``flats``."""

@@ -29,7 +29,3 @@ class RandomSearcher(SpaceSearcher):
 
     def _propose(self, trial_id: str) -> dict[str, Any]:
         return self.space.sample_flat(self._rng)
-
-    def add_evaluated_point(self, parameters: dict, value: float, error: bool = False,
-                            pruned: bool = False, intermediate_values: list | None = None) -> None:
-        """Random search learns nothing from past points; accepted for API compatibility."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from autometa.searchers.base import SpaceSearcher
 from autometa.space import Space
 
@@ -21,6 +23,8 @@ class TPESearcher(SpaceSearcher):
         gamma: TPE's quantile splitting good from bad observations.
         **kwargs: See :class:`SpaceSearcher`.
     """
+
+    models_results = True
 
     def __init__(self, space: Space | None = None, metric: str | None = None,
                  mode: str | None = None, seed: int | None = None, n_initial_points: int = 20,
@@ -50,3 +54,29 @@ class TPESearcher(SpaceSearcher):
 
     def _observe(self, trial_id: str, result: dict | None, error: bool) -> None:
         self._base.on_trial_complete(trial_id, result=result, error=error)
+
+    def _tell(self, flat: dict[str, Any], value: float | None) -> None:
+        """Insert the point into hyperopt's trial history as a finished evaluation.
+
+        A failed point is left out (TPE models only successes). An inactive conditional
+        parameter, which hyperopt draws always, gets a draw from the space.
+        """
+        if value is None:
+            return
+        import hyperopt
+
+        from autometa.convert.hyperopt import encode_hyperopt
+
+        trials = self._base._hpopt_trials
+        labels = list(self._base.domain.params)
+        rng = np.random.default_rng(len(trials.trials))
+        encoded = encode_hyperopt(self.space, flat, rng)
+        tid = trials.new_trial_ids(1)[0]
+        misc = {"tid": tid, "cmd": ("domain_attachment", "FMinIter_Domain"), "workdir": None,
+                "idxs": {k: [tid] if k in encoded else [] for k in labels},
+                "vals": {k: [encoded[k]] if k in encoded else [] for k in labels}}
+        result = {"loss": self._base.metric_op * value, "status": hyperopt.STATUS_OK}
+        (doc,) = trials.new_trial_docs([tid], [None], [result], [misc])
+        doc["state"] = hyperopt.JOB_STATE_DONE
+        trials.insert_trial_docs([doc])
+        trials.refresh()

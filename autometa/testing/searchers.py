@@ -156,9 +156,69 @@ def check_concurrency_limiter(factory: Factory) -> None:
     assert third is not None and not space.problems(third)
 
 
+def _instance(searcher: Searcher) -> dict[str, Any]:
+    """The instance key a racing searcher needs on an evaluated point (else nothing)."""
+    key = getattr(searcher, "instance_key", None)
+    return {} if key is None else {key: searcher.instances[0]}
+
+
+def check_points_to_evaluate(factory: Factory) -> None:
+    """``points_to_evaluate`` run first, in order (a partial point is completed from the space);
+    an unknown key or a value outside the space is a ``ValueError`` naming the point."""
+    import numpy as np
+
+    space = full_space()
+    rng = np.random.default_rng(11)
+    points = [space.sample(rng) for _ in range(2)]
+    partial = {k: v for k, v in space.sample(rng).items() if k != "lr"}
+    searcher = factory(space, metric=METRIC, mode="min", seed=0,
+                       points_to_evaluate=points + [partial])
+    suggested = _drive(searcher, space, 3)
+    for i, point in enumerate(points):
+        assert space.flatten(suggested[i]) == space.flatten(point), \
+            f"suggestion {i} is not points_to_evaluate[{i}]: {suggested[i]} vs {point}"
+    rest = space.flatten(suggested[2])
+    assert {k: v for k, v in rest.items() if k != "lr"} == space.flatten(partial)
+    assert 1e-4 <= rest["lr"] <= 1.0
+    for bad, says in (({**points[0], "colour": 1}, "unknown parameter"),
+                      ({**points[0], "lr": 5.0}, "lr")):
+        try:
+            factory(space, metric=METRIC, mode="min", seed=0, points_to_evaluate=[bad]) \
+                .suggest("t0")
+        except ValueError as err:
+            assert "points_to_evaluate[0]" in str(err) and says in str(err), str(err)
+        else:
+            raise AssertionError(f"a bad point was accepted: {bad}")
+
+
+def check_add_evaluated_point(factory: Factory, n: int = 25) -> None:
+    """``add_evaluated_point`` is accepted (never ``NotImplementedError``), a config outside the
+    space is a ``ValueError``, suggestions stay valid, and a searcher that models results
+    (``models_results``) suggests differently after it was told points."""
+    import numpy as np
+
+    space = full_space()
+    rng = np.random.default_rng(5)
+    told = factory(space, metric=METRIC, mode="min", seed=2)
+    for _ in range(n):
+        config = space.sample(rng)
+        told.add_evaluated_point({**config, **_instance(told)}, _loss(config))
+    told.add_evaluated_point({**space.sample(rng), **_instance(told)}, math.nan)
+    try:
+        told.add_evaluated_point({**space.sample(rng), "lr": -1.0, **_instance(told)}, 1.0)
+    except ValueError as err:
+        assert "lr" in str(err), str(err)
+    else:
+        raise AssertionError("a config outside the space was accepted")
+    after = _drive(told, space, 4)
+    if getattr(told, "models_results", False):
+        fresh = _drive(factory(space, metric=METRIC, mode="min", seed=2), space, 4)
+        assert after != fresh, "the evaluated points changed nothing"
+
+
 ALL_CHECKS = (check_suggestions_in_space, check_seed_reproducible, check_nonfinite_metrics,
               check_save_restore, check_unknown_trial_after_restore, check_late_space,
-              check_concurrency_limiter)
+              check_concurrency_limiter, check_points_to_evaluate, check_add_evaluated_point)
 """Every offline check; :func:`check_in_tune` additionally needs a running Ray."""
 
 
