@@ -99,7 +99,7 @@ def lbfgs_direction(g: np.ndarray, pairs: list[tuple[np.ndarray, np.ndarray]],
     return -r
 
 
-@dataclass
+@dataclass(eq=False)
 class Chain:
     """A descent chain over the differentiable coordinates, with a fixed discrete context."""
 
@@ -115,9 +115,9 @@ class Chain:
     pairs: list = field(default_factory=list)
     radius: float = 0.0
     last_step: float = 0.0
+    last_direction: int = 0
     length: int = 0
-    pending: str | None = None
-    pending_u: np.ndarray | None = None
+    pending: dict = field(default_factory=dict)  # trial id -> (point, step length)
     history: list[tuple[list[float], float]] = field(default_factory=list)
     converged: bool = False
     second_moment: np.ndarray | None = None
@@ -156,7 +156,13 @@ class Chain:
         return 1.0 / (root + 1e-8 * max(float(root.max()), 1e-300))
 
     def next_point(self) -> np.ndarray:
-        """Where to evaluate next (always inside the bounds)."""
+        """Where to evaluate next (always inside the bounds).
+
+        With trials of this chain still running, a *probe* from the same best point along the
+        next direction in the list (quasi-Newton, diagonally scaled steepest descent, plain
+        steepest descent), so that concurrent trials of one chain add curvature pairs along
+        different directions instead of repeating a point.
+        """
         if self.best_u is None:
             return self.start.copy()
         z, g = self.best_u, self.best_g
@@ -167,20 +173,23 @@ class Chain:
             return z.copy()
         scale = self._scaling()
         limit = self.radius * self.best_trust
-        step = None
+        directions = []
         pairs = [(np.where(free, s, 0.0), np.where(free, y, 0.0)) for s, y in self.pairs]
         pairs = [(s, y) for s, y in pairs if float(s @ y) > 1e-12 * np.linalg.norm(s)
                  * np.linalg.norm(y)]
         if pairs:
             s, y = pairs[-1]
             tau = float(s @ y) / float(y @ (scale * y))            # BB scaling of H0 = tau P
-            step = lbfgs_direction(gf, pairs, tau * scale)
-            step = np.where(free, step, 0.0)
-            if float(step @ gf) >= 0:                              # not a descent direction
-                step = None
-        if step is None:
-            scaled = scale * gf
-            step = -limit * scaled / float(np.max(np.abs(scaled)))
+            step = np.where(free, lbfgs_direction(gf, pairs, tau * scale), 0.0)
+            if float(step @ gf) < 0:                               # a descent direction
+                directions.append(step)
+        for metric in (scale, np.ones_like(scale)):                # steepest descent, length r
+            scaled = metric * gf
+            directions.append(-limit * scaled / float(np.max(np.abs(scaled))))
+        taken = {k for _, _, base, k in self.pending.values() if base == self.best_f}
+        self.last_direction = next((k for k in range(len(directions)) if k not in taken),
+                                   len(directions) - 1)
+        step = directions[self.last_direction]
         length = float(np.max(np.abs(step)))
         if length > limit:
             step = step * (limit / length)
@@ -188,22 +197,44 @@ class Chain:
         self.last_step = float(np.max(np.abs(target - z)))
         return target
 
+    def propose(self, trial_id: str) -> np.ndarray:
+        """:meth:`next_point`, recorded as ``trial_id``'s pending evaluation."""
+        z = self.next_point()
+        step = self.last_step if self.best_u is not None else 0.0
+        self.pending[trial_id] = (z, step, self.best_f, self.last_direction)
+        return z
+
+    def complete(self, trial_id: str, z: np.ndarray | None, f: float | None,
+                 grad: np.ndarray | None, trust: float = 1.0) -> bool:
+        """``trial_id``'s result (``z``: the point it reports having used, None: as proposed)."""
+        proposed, step, base, _ = self.pending.pop(trial_id)
+        # a probe from a point that is no longer the best: its failure says nothing of the radius
+        return self.observe(proposed if z is None else z, f, grad, trust, step,
+                            shrink=base == self.best_f)
+
+    def cancel(self, trial_id: str) -> None:
+        """``trial_id`` will not run (its point broke the space): a shorter step next."""
+        self.pending.pop(trial_id, None)
+        self.radius *= self.settings.shrink
+
     def observe(self, u: np.ndarray, f: float | None, grad: np.ndarray | None,
-                trust: float = 1.0) -> bool:
-        """Record an evaluation at ``u``; returns whether it was accepted."""
+                trust: float = 1.0, step: float | None = None, shrink: bool = True) -> bool:
+        """Record an evaluation at ``u`` (``step``: the length of the step that proposed it,
+        default the last one; ``shrink``: a rejection shortens the radius); returns whether it
+        was accepted."""
+        step = self.last_step if step is None else step
         self.length += 1
         self.history.append((u.tolist(), np.nan if f is None else float(f)))
         ok = f is not None and np.isfinite(f) and grad is not None and bool(np.all(np.isfinite(grad)))
         s = self.settings
         if ok and self.best_u is not None and trust >= 1.0 and self.best_trust >= 1.0:
-            step, change = u - self.best_u, grad - self.best_g
-            if s.memory > 0 and \
-                    float(step @ change) > 1e-12 * np.linalg.norm(step) * np.linalg.norm(change):
-                self.pairs = (self.pairs + [(step, change)])[-s.memory:]
+            du, dg = u - self.best_u, grad - self.best_g
+            if s.memory > 0 and float(du @ dg) > 1e-12 * np.linalg.norm(du) * np.linalg.norm(dg):
+                self.pairs = (self.pairs + [(du, dg)])[-s.memory:]
         if ok and (self.best_u is None or f < self.best_f):
             if self.best_u is not None:
-                self.radius = min(max(self.radius, s.grow * self.last_step), s.max_radius)
-                self.converged = self.last_step < s.min_radius
+                self.radius = min(max(self.radius, s.grow * step), s.max_radius)
+                self.converged = step < s.min_radius
             self.best_u, self.best_f, self.best_g = u.copy(), float(f), grad.copy()
             self.best_trust = float(trust)
             b2 = s.beta2
@@ -213,5 +244,6 @@ class Chain:
         if self.best_u is None:  # the first point failed: nothing to fall back on
             self.radius = 0.0
             return False
-        self.radius = s.shrink * self.last_step
+        if shrink:
+            self.radius = min(self.radius, s.shrink * step)
         return False

@@ -44,7 +44,10 @@ class HypergradientSearcher(SpaceSearcher):
     Args:
         base: Searcher for everything else and for chain starts: ``random``, ``tpe`` or ``bohb``.
         base_options: Options of the base searcher.
-        chains: Most chains alive at once (each has at most one pending trial).
+        chains: Most chains alive at once.
+        probes: Most trials of one chain running at once: with Tune running more trials than
+            there are chains, a chain evaluates other directions from its best point (see
+            :meth:`Chain.next_point`) instead of a new chain starting.
         radius, max_radius, min_radius, grow, shrink, chain_length: Step control of a chain
             (trust radius in unconstrained units; see :mod:`autometa.searchers._chain`).
         precondition: Scale each coordinate by the RMS of its past hypergradients.
@@ -78,7 +81,8 @@ class HypergradientSearcher(SpaceSearcher):
 
     def __init__(self, space: Space | None = None, metric: str | None = None,
                  mode: str | None = None, seed: int | None = None, base: str = "random",
-                 base_options: dict | None = None, chains: int = 4, radius: float = 0.1,
+                 base_options: dict | None = None, chains: int = 4, probes: int = 1,
+                 radius: float = 0.1,
                  max_radius: float = 0.5, min_radius: float = 1e-4, grow: float = 2.0,
                  shrink: float = 0.3, chain_length: int = 30, precondition: bool = True,
                  memory: int = 8, start: str = "center",
@@ -91,7 +95,9 @@ class HypergradientSearcher(SpaceSearcher):
         if start not in ("center", "base"):
             raise ValueError(f"start must be 'center' or 'base', got {start!r}")
         self.base_name, self.base_options = base, dict(base_options or {})
-        self.max_chains, self.start = chains, start
+        if not isinstance(probes, int) or probes < 1:
+            raise ValueError(f"probes must be an integer >= 1, got {probes!r}")
+        self.max_chains, self.probes, self.start = chains, probes, start
         self.settings = ChainSettings(radius=radius, max_radius=max_radius,
                                       min_radius=min_radius, grow=grow, shrink=shrink,
                                       max_length=chain_length, precondition=precondition,
@@ -160,15 +166,19 @@ class HypergradientSearcher(SpaceSearcher):
     def _propose(self, trial_id: str) -> dict[str, Any] | str | None:
         if not self._params or (self._warned and not self._gradients_seen):
             return self._from_base(trial_id)
-        for chain_id, chain in self._chains.items():
-            if chain.pending is None and chain.best_u is not None and not chain.done:
+        alive = {i: c for i, c in self._chains.items() if not c.done}
+        for chain_id, chain in alive.items():
+            if not chain.pending and chain.best_u is not None:
                 return self._from_chain(trial_id, chain_id)
-        if len([c for c in self._chains.values() if not c.done]) < self.max_chains:
+        if len(alive) < self.max_chains:
             flat = self._from_base(trial_id, first=not self._chains)
             if isinstance(flat, dict) and all(p.key in flat for p in self._params):
                 self._start_chain(trial_id, flat)  # (a conditional one may be inactive: no chain)
             return flat
-        return None  # every chain waits for its trial
+        for chain_id, chain in alive.items():
+            if chain.best_u is not None and len(chain.pending) < self.probes:
+                return self._from_chain(trial_id, chain_id)  # a probe along another direction
+        return None  # every chain waits for its trials
 
     def _from_base(self, trial_id: str, first: bool = False) -> Any:
         """A chain start: a point to evaluate, the best evaluated point, or the base's
@@ -195,21 +205,18 @@ class HypergradientSearcher(SpaceSearcher):
         chain_id, self._next_chain = self._next_chain, self._next_chain + 1
         self._chains[chain_id] = Chain(context, start, self.settings, np.array(low),
                                        np.array(high))
-        self._attach(trial_id, chain_id, self._chains[chain_id].start)
+        self._chains[chain_id].propose(trial_id)
+        self._trial_chain[trial_id] = chain_id
 
     def _from_chain(self, trial_id: str, chain_id: int) -> dict[str, Any]:
         chain = self._chains[chain_id]
-        z = chain.next_point()
-        self._attach(trial_id, chain_id, z)
+        z = chain.propose(trial_id)
+        self._trial_chain[trial_id] = chain_id
         flat = dict(chain.context)
         for p, value in zip(self._params, z, strict=True):
             flat[p.key] = box.from_box(p, float(value))
         # Parameters that became active or inactive keep the space consistent.
         return self.space.flatten(self.space.assemble(flat))
-
-    def _attach(self, trial_id: str, chain_id: int, z: np.ndarray) -> None:
-        self._chains[chain_id].pending, self._chains[chain_id].pending_u = trial_id, z
-        self._trial_chain[trial_id] = chain_id
 
     # ---------------------------------------------------------- observations
     def _observe(self, trial_id: str, result: dict | None, error: bool) -> None:
@@ -225,8 +232,7 @@ class HypergradientSearcher(SpaceSearcher):
         if chain_id is None:
             return
         chain = self._chains[chain_id]
-        z = chain.pending_u
-        chain.pending, chain.pending_u = None, None
+        z = chain.pending[trial_id][0]
         f, grad = self._objective(result, z) if result is not None else (None, None)
         if result is not None and grad is None and not self._gradients_seen and not self._warned:
             logger.warning("HypergradientSearcher: results carry no %s<name> for %s; searching "
@@ -239,20 +245,18 @@ class HypergradientSearcher(SpaceSearcher):
             z = self._reported_point(result, z)
             trust = gradient_trust(finite_number(result.get(CONVERGED)),
                                    finite_number(result.get(RESIDUAL)))
-        accepted = chain.observe(z, f, grad, trust)
+        accepted = chain.complete(trial_id, z, f, grad, trust)
         if self.holdout_metric and result is not None:
             watched = finite_number(result.get(self.holdout_metric))
             sign = 1.0 if self._mode == "min" else -1.0
             chain.watch(None if watched is None else sign * watched, accepted)
-        if chain.done:
+        if chain.done and not chain.pending and chain not in self.retired:
             self.retired.append(chain)
 
     def _reject(self, trial_id: str) -> None:
         chain_id = self._trial_chain.pop(trial_id, None)
         if chain_id is not None:  # a chain point broke a forbidden clause: shrink and retry
-            chain = self._chains[chain_id]
-            chain.pending, chain.pending_u = None, None
-            chain.radius *= self.settings.shrink
+            self._chains[chain_id].cancel(trial_id)
         self._told_trials.discard(trial_id)
         if trial_id in self._base_trials:
             self._base_trials.discard(trial_id)
