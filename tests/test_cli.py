@@ -374,6 +374,29 @@ def test_hypergradient_with_bohb_base_needs_the_bohb_scheduler(tmp_path, capsys)
     assert "base: bohb needs the bohb scheduler" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("points, says", [
+    ("[{x: 0.5}, {x: 7.0}]", "bad.yaml:4: experiment.searcher.points_to_evaluate[1]: x: 7.0 is "
+                             "outside [0.0, 1.0]"),
+    ("[{y: 0.5}]", "bad.yaml:4: experiment.searcher.points_to_evaluate[0]: unknown parameter"),
+])
+def test_points_to_evaluate_are_checked_before_the_search(tmp_path, capsys, points, says):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("experiment:\n  searcher:\n    name: tpe\n"
+                   f"    points_to_evaluate: {points}\n"
+                   "parameters:\n  x: {type: uniform, low: 0, high: 1}\n")
+    assert main(["validate", str(bad)]) == 2
+    assert says in capsys.readouterr().err
+
+
+def test_searcher_options_the_constructor_refuses_are_clear_before_the_search(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("experiment: {searcher: {name: hypergradient, probes: 0}}\n"
+                   "parameters:\n  x: {type: uniform, low: 0, high: 1, differentiable: true}\n")
+    assert main(["validate", str(bad)]) == 2
+    assert "experiment.searcher: hypergradient: probes must be an integer >= 1" in \
+        capsys.readouterr().err
+
+
 def test_curate_digits_finds_flipped_labels(tmp_path, capsys):
     out = tmp_path / "cur"
     assert main(["curate", "--dataset", "digits", "--flip", "0.2", "-o", str(out)]) == 0

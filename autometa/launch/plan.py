@@ -108,6 +108,7 @@ def plan_experiment(space: Space, overrides: Overrides | None = None,
             raise space.error(f"unknown trainable {exp.trainable!r}: use a built-in name "
                               f"({', '.join(sorted(TRAINABLES))}) or 'module:function'",
                               *where, "trainable")
+    _check_searcher(space, exp)
     if exp.scheduler.name in SYNCHRONOUS_HYPERBAND:
         _fill_brackets(space, exp)
     if not exp.name:
@@ -145,6 +146,29 @@ def _fill_brackets(space: Space, exp: Experiment) -> None:
             f"trials are not stopped. Use max_concurrent_trials >= {needed} (trials "
             "beyond the free CPUs/GPUs wait; paused ones resume from their checkpoints), a "
             "smaller max_t, or the asha scheduler", "experiment", "max_concurrent_trials")
+
+
+def _check_searcher(space: Space, exp: Experiment) -> None:
+    """Build the searcher once (its constructor checks its options) and check its
+    ``points_to_evaluate`` against the space, so that neither fails after Ray started."""
+    import numpy as np
+
+    from autometa.searchers import make_searcher
+
+    where = ("experiment", "searcher")
+    try:
+        searcher = make_searcher(exp.searcher.name, space, metric=exp.metric or "metric",
+                                 mode=exp.mode or "min", seed=exp.seed, **exp.searcher.options)
+    except (TypeError, ValueError) as err:
+        raise space.error(f"{exp.searcher.name}: {err}", *where) from None
+    points = exp.searcher.options.get("points_to_evaluate") or []
+    rng = np.random.default_rng(0)
+    for i, point in enumerate(points):
+        try:
+            searcher.checked_point(point, f"points_to_evaluate[{i}]", rng)
+        except ValueError as err:
+            raise space.error(str(err).split(": ", 1)[1], *where, "points_to_evaluate",
+                              i) from None
 
 
 def _check_options(space: Space, comp: Component, allowed: list[str], kind: str) -> None:
