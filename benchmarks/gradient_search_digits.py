@@ -4,17 +4,20 @@ Task: ``search_spaces/digits_64_penalties.yaml`` (multinomial logistic regressio
 300/500/997 split, one log-uniform L2 penalty per pixel in e^-8..e^2; each trial trains to
 convergence and reports the validation cross-entropy and its hypergradient). Every searcher
 runs through Ray Tune in one session: ``random``, ``tpe`` and ``bohb`` (with its scheduler)
-for ``--trials`` trainings each, ``hypergradient`` for ``--hypergradient-trials``.
+for ``--trials`` trainings each, ``hypergradient`` for ``--hypergradient-trials``, and the
+reference ``adam``: one trial running plain Adam on the 64 log penalties from l = -4 inside
+the trial (``hypersteps``), one training per step.
 Reported: best validation CE after N trainings, the test CE of that trial, wall time; and a
 PNG of best validation CE against trainings.
 
     python benchmarks/gradient_search_digits.py [--trials 100] [--hypergradient-trials 30]
-        [--seeds 0 1 2] [--chains 2] [--holdout 100] [--only hypergradient]
+        [--seeds 0 1 2] [--chains 2] [--holdout 100] [--only hypergradient|adam|random|...]
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import tempfile
@@ -55,6 +58,27 @@ def run(searcher: str, trials: int, storage: str, holdout: int = 0, seed: int = 
     return rows, wall
 
 
+def run_adam(steps: int, storage: str) -> tuple[list[tuple[float, float, float]], float]:
+    """The reference: one trial doing plain Adam on log penalties inside the trial
+    (``hypersteps``, ``outer_lr`` 0.5) from l = -4, one training per step."""
+    from ray import tune
+
+    from autometa.trainables import resolve_trainable
+
+    space = load_space(os.path.join(ROOT, "search_spaces", "digits_64_penalties.yaml"))
+    penalty = {p.key.split(".", 1)[1]: math.exp(-4.0) for p in space.differentiable()}
+    start = time.perf_counter()
+    grid = tune.Tuner(resolve_trainable("digits_logreg"),
+                      param_space={"penalty": penalty, "hypersteps": steps - 1},
+                      run_config=tune.RunConfig(storage_path=storage, name="adam",
+                                                verbose=0)).fit()
+    wall = time.perf_counter() - start
+    history = grid[0].metrics_dataframe
+    rows = [(i, v, t) for i, (v, t) in enumerate(zip(history["val_loss"], history["test_loss"],
+                                                     strict=True))]
+    return rows[:steps], wall
+
+
 def _with_holdout(space, holdout):
     from autometa.space import Parameter, Space
 
@@ -91,6 +115,10 @@ def main() -> None:
     print(f"# {platform.node()}, 2 CPUs, Ray {ray.__version__}, {time.strftime('%Y-%m-%d')}")
     curves, walls = {}, {}
     with tempfile.TemporaryDirectory() as storage:
+        if args.only in (None, "adam"):
+            label = "in-trial Adam (hypersteps, from l = -4)"
+            rows, walls[label] = run_adam(args.hypergradient_trials, storage)
+            curves[label] = progress(rows)
         for seed in args.seeds:
             for searcher, n in (("hypergradient", args.hypergradient_trials),
                                 ("random", args.trials), ("tpe", args.trials),

@@ -137,6 +137,56 @@ def test_run_then_show(tmp_path, storage, ray_session, capsys):
     assert os.path.exists(os.path.join(report, "metric_vs_x.png"))
 
 
+HELD_OUT_TRAINABLE = """\
+from ray import tune
+
+from autometa import hypergrad_metrics
+
+
+def fit(config):
+    x = config["x"]
+    # the descent's metric wants x = 0.9; the held-out loss (other data) x = 0.5
+    tune.report({"loss": (x - 0.9) ** 2, "holdout_loss": (x - 0.5) ** 2,
+                 **hypergrad_metrics({"x": 2 * (x - 0.9)})})
+"""
+
+
+def test_holdout_metric_chooses_the_trial_a_user_gets(tmp_path, storage, ray_session, capsys):
+    """With the hypergradient searcher's holdout_metric, `run` and `show` rank by it: the best
+    config is the trial best on the held-out loss, not the one the descent drove furthest."""
+    (tmp_path / "held_model.py").write_text(HELD_OUT_TRAINABLE)
+    file = tmp_path / "held.yaml"
+    file.write_text(textwrap.dedent(f"""\
+        experiment:
+          name: held
+          trainable: held_model:fit
+          metric: loss
+          mode: min
+          searcher: {{name: hypergradient, chains: 1, holdout_metric: holdout_loss,
+                     patience: 10, points_to_evaluate: [{{x: 0.1}}]}}
+          num_samples: 6
+          max_concurrent_trials: 1
+          storage_path: {storage}
+        parameters:
+          x: {{type: uniform, low: 0, high: 1, differentiable: true}}
+        """))
+    assert main(["run", str(file), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "chosen by holdout_loss" in out
+    path = os.path.join(storage, "held")
+    best = yaml.safe_load(open(os.path.join(path, "best_config.yaml")))
+    assert main(["show", path]) == 0
+    table = capsys.readouterr().out
+    assert "holdout_loss" in table.splitlines()[0]
+    from autometa.launch.show import summarize
+
+    summary = summarize(path)
+    xs = summary.table["config/x"].tolist()
+    assert summary.ranked_by == "holdout_loss"
+    assert best["x"] == min(xs, key=lambda x: (x - 0.5) ** 2)   # best held out ...
+    assert best["x"] != min(xs, key=lambda x: (x - 0.9) ** 2)   # ... not best on the metric
+
+
 @pytest.mark.parametrize("scheduler", ["hyperband", "bohb"])
 def test_synchronous_hyperband_stops_trials_from_a_file(tmp_path, storage, ray_session, scheduler):
     # Tune's synchronous Hyperband stops nothing when fewer trials than its brackets hold may be

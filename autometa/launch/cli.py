@@ -305,6 +305,9 @@ def _report(results: object, path: str, metric: str, mode: str,
     else:
         print(f"Best trial {best['trial_id']}: {metric} = {best[metric]:.6g} at its last "
               f"report ({best['iterations']} reports; {len(summary.table)} trials)")
+        if summary.ranked_by != metric:
+            print(f"  chosen by {summary.ranked_by} = {best[summary.ranked_by]:.6g}, the "
+                  f"held-out metric (the descent follows {metric}, so its own best is biased)")
     print("Best config:")
     print("  " + yaml.safe_dump(summary.best_config, sort_keys=False).rstrip().replace("\n", "\n  "))
     if summary.hypergrad_checks:
@@ -334,7 +337,9 @@ def _show(args: argparse.Namespace) -> int:
     summary = summarize(args.results, metric=args.metric, mode=args.mode)
     import pandas as pd
 
-    columns = ["trial_id", summary.metric, f"best_{summary.metric}", "status", "iterations"] + \
+    held = [summary.ranked_by] if summary.ranked_by != summary.metric else []
+    columns = ["trial_id", *held, summary.metric, f"best_{summary.metric}", "status",
+               "iterations"] + \
         [c for c in summary.table.columns if c.startswith("config/")]
     with pd.option_context("display.max_columns", 30, "display.width", 200):
         if summary.candidates is not None:

@@ -27,6 +27,10 @@ class ExperimentSummary:
         candidates: After a race (``race``/``irace``), one row per candidate: the mean of
             the metric over its instances and how many it ran, the survivors (most
             instances) first, then by mean; None otherwise.
+        ranked_by: The result key the trials were ranked by: the metric, or the hypergradient
+            searcher's ``holdout_metric`` when the experiment set one (the descent follows
+            the metric, so the metric of its best trial is biased low: the trial chosen is the
+            one best on data the descent did not see).
         hypergrad_checks: ``(reports, failed, last_reports, last_failed)``: how many reports
             carried hypergradient checks (``hypergrad_converged``) and how many of them failed,
             over all reports and over each trial's last report (what a searcher reads); None
@@ -40,10 +44,18 @@ class ExperimentSummary:
     best_config: dict[str, Any]
     candidates: Any = None
     hypergrad_checks: tuple[int, int, int, int] | None = None
+    ranked_by: str = ""
+
+    def __post_init__(self) -> None:
+        self.ranked_by = self.ranked_by or self.metric
 
 
-def summarize(path: str, metric: str | None = None, mode: str | None = None) -> ExperimentSummary:
+def summarize(path: str, metric: str | None = None, mode: str | None = None,
+              rank_by: str | None = None) -> ExperimentSummary:
     """Load the experiment in ``path`` and rank its trials by their last ``metric`` value.
+
+    ``rank_by`` (default: the hypergradient searcher's ``holdout_metric``, when the saved
+    experiment has one) ranks them by that key instead (same mode); trials without it last.
 
     Raises:
         FileNotFoundError: no Tune experiment in ``path``.
@@ -62,6 +74,9 @@ def summarize(path: str, metric: str | None = None, mode: str | None = None) -> 
     mode = mode or analysis.default_mode or saved.get("mode") or "min"
     if not metric:
         raise ValueError("the experiment has no default metric: pass --metric")
+    searcher = saved.get("searcher")
+    options = searcher if isinstance(searcher, dict) else {}
+    rank_by = rank_by or options.get("holdout_metric") or metric
     rows = []
     checks = [0, 0, 0, 0]
     for trial in analysis.trials:
@@ -81,7 +96,12 @@ def summarize(path: str, metric: str | None = None, mode: str | None = None) -> 
         last = history[metric].iloc[-1] if values else math.nan
         last = finite_number(last)
         last = math.nan if last is None else last
-        rows.append({"trial_id": trial.trial_id, metric: last, f"best_{metric}": best,
+        held = {}
+        if rank_by != metric:
+            column = [] if history is None or rank_by not in history else history[rank_by]
+            value = finite_number(column.iloc[-1]) if len(column) else None
+            held = {rank_by: math.nan if value is None else value}
+        rows.append({"trial_id": trial.trial_id, metric: last, f"best_{metric}": best, **held,
                      "status": trial.status,
                      "iterations": 0 if history is None else len(history),
                      **{f"config/{k}": v for k, v in _flatten(trial.config).items()}})
@@ -90,11 +110,13 @@ def summarize(path: str, metric: str | None = None, mode: str | None = None) -> 
     table = pd.DataFrame(rows)
     if table.empty or table[metric].isna().all():
         raise ValueError(f"no trial reported a finite {metric!r}")
-    table = table.sort_values(metric, ascending=(mode == "min"), na_position="last")
+    if rank_by != metric and table[rank_by].isna().all():
+        rank_by = metric  # no trial reported it: say so below by ranking on the metric
+    table = table.sort_values([rank_by, metric] if rank_by != metric else metric,
+                              ascending=(mode == "min"), na_position="last")
     best_id = table.iloc[0]["trial_id"]
     best_config = next(t.config for t in analysis.trials if t.trial_id == best_id)
     candidates = None
-    searcher = saved.get("searcher")
     name = searcher.get("name") if isinstance(searcher, dict) else searcher
     if name in ("race", "irace"):
         key = (searcher.get("instance_key") if isinstance(searcher, dict) else None) or "instance"
@@ -103,7 +125,7 @@ def summarize(path: str, metric: str | None = None, mode: str | None = None) -> 
         best_config = {k: v for k, v in next(t.config for t in analysis.trials
                                              if t.trial_id == best_id).items() if k != key}
     return ExperimentSummary(path, metric, mode, table.reset_index(drop=True), best_config,
-                             candidates, tuple(checks) if checks[0] else None)
+                             candidates, tuple(checks) if checks[0] else None, rank_by)
 
 
 def race_candidates(table: Any, metric: str, mode: str, instance_key: str) -> Any:
