@@ -447,6 +447,24 @@ def test_searcher_options_the_constructor_refuses_are_clear_before_the_search(tm
         capsys.readouterr().err
 
 
+@pytest.mark.parametrize("option, says", [
+    ("scheduler: {name: asha, grace_period: -1}", "experiment.scheduler: asha: grace_period"),
+    ("scheduler: {name: asha, reduction_factor: 1}", "experiment.scheduler: asha: Reduction"),
+    ("searcher: {name: tpe, n_initial_points: many}", "n_initial_points must be an integer"),
+    ("seed: 99999999999", "experiment.seed: seed must be an integer in [0, 2**32 - 1]"),
+    ("searcher: {name: hypergradient, chains: 0}", "chains must be an integer >= 1"),
+    ("searcher: {name: hypergradient, radius: -1}", "radius must be a number > 0"),
+    ("searcher: {name: race, alpha: 2}", "alpha must be in (0, 1)"),
+])
+def test_option_values_ray_would_assert_on_are_file_errors(tmp_path, capsys, option, says):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"experiment: {{{option}}}\n"
+                   "parameters:\n  x: {type: uniform, low: 0, high: 1, differentiable: true}\n")
+    assert main(["validate", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {bad}:1: ") and says in err, err
+
+
 def test_curate_digits_finds_flipped_labels(tmp_path, capsys):
     out = tmp_path / "cur"
     assert main(["curate", "--dataset", "digits", "--flip", "0.2", "-o", str(out)]) == 0

@@ -167,3 +167,16 @@ def test_hyperopt_encoding_round_trips_through_hyperopts_own_evaluation():
         decoded = decode_hyperopt(space, native)
         searched = {k: v for k, v in flat.items() if space[k].dist != "constant"}
         assert {k: v for k, v in decoded.items() if k in flat} == searched
+
+
+def test_a_tune_distribution_inside_a_list_is_refused_by_name():
+    """Tune would hand the trial the distribution object itself as a constant list item."""
+    from ray import tune
+
+    from autometa.convert.tune import from_tune
+
+    assert from_tune({"sizes": [1, 2], "opt": {"betas": [0.9, 0.99]}}).keys == ["sizes", "opt.betas"]
+    with pytest.raises(ValueError, match=r"layers\[1\]: a Tune distribution inside a list"):
+        from_tune({"layers": [1, tune.uniform(2, 3), 4]})
+    with pytest.raises(ValueError, match=r"model\.blocks\[0\]: a Tune distribution"):
+        from_tune({"model": {"blocks": [{"width": tune.choice([8, 16])}]}})

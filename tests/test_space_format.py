@@ -225,3 +225,94 @@ def test_reuse_actors_must_be_a_boolean():
 
 def test_full_space_document_is_valid_json():
     json.dumps(FULL_SPACE)
+
+
+BOMB = "a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n" + "".join(
+    f"{n}: &{n} [{', '.join([f'*{p}'] * 10)}]\n" for p, n in zip("abcdefgh", "bcdefghi", strict=True))
+HOSTILE = {
+    "duplicate_parameter": ("parameters:\n  x: {type: uniform, low: 0, high: 1}\n"
+                            "  x: {type: uniform, low: 0, high: 2}\n", 3,
+                            "duplicate key 'x', first at line 2"),
+    "duplicate_low": ("parameters:\n  x: {type: uniform, low: 0, low: 0.5, high: 1}\n", 2,
+                      "duplicate key 'low', first at line 2"),
+    "two_parameter_blocks": ("parameters:\n  x: 1\nexperiment: {metric: loss}\nparameters:\n"
+                             "  y: 2\n", 4, "duplicate key 'parameters', first at line 1"),
+    "recursive_alias": ("parameters: &a\n  x: [*a]\n", 2, "recursive alias"),
+    "alias_bomb": (BOMB, None, "expands to more than"),
+    "deep_nesting": ("parameters: " + "[" * 5000 + "]" * 5000 + "\n", None, "nested too deeply"),
+    "long_integer": ("parameters:\n  x: " + "9" * 5000 + "\n", 2, "more than 4300 digits"),
+    "nan_choice": ("parameters:\n  x: {type: choice, values: [.nan, .nan]}\n", 2, "NaN"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+@pytest.mark.parametrize("suffix", ["yaml", "json"])
+def test_hostile_files_give_a_clear_error_naming_the_file(tmp_path, case, suffix):
+    """Duplicate keys (YAML and JSON keep the last silently), alias bombs, recursive aliases,
+    deep nesting and over-long numbers: a SpaceError naming the file (and line), no
+    traceback, hang or silent reinterpretation."""
+    text, line, problem = HOSTILE[case]
+    if suffix == "json":
+        import json
+
+        if case in ("recursive_alias", "alias_bomb"):
+            pytest.skip("JSON has no aliases")
+        text = {"duplicate_parameter": '{"parameters": {\n"x": 1,\n"x": 2}}',
+                "duplicate_low": '{"parameters":\n {"x": {"type": "uniform", "low": 0, '
+                                 '"low": 0.5, "high": 1}}}',
+                "two_parameter_blocks": '{"parameters": {"x": 1},\n"experiment": {},\n'
+                                        '"parameters": {"y": 2}}',
+                "deep_nesting": '{"parameters": ' + "[" * 5000 + "]" * 5000 + "}",
+                "long_integer": '{"parameters":\n {"x": ' + "9" * 5000 + "}}",
+                "nan_choice": '{"parameters":\n {"x": {"type": "choice", "values": [NaN, NaN]}}}',
+                }[case]
+        json.dumps(text)
+        line = {"duplicate_parameter": 3, "duplicate_low": 2, "two_parameter_blocks": 3,
+                "long_integer": None, "nan_choice": 2}.get(case)
+        problem = problem.replace("first at line 2", "first at line").replace(
+            "first at line 1", "first at line")
+    file = write(tmp_path, f"{case}.{suffix}", text)
+    with pytest.raises(SpaceError) as info:
+        load_space(file)
+    message = str(info.value)
+    assert message.startswith(file) and problem in message, message
+    if line is not None:
+        assert info.value.line == line, message
+
+
+def test_a_choice_of_100000_values_is_read_and_its_duplicate_found(tmp_path):
+    values = ", ".join(str(i) for i in range(100_000))
+    ok = write(tmp_path, "big.yaml", f"parameters:\n  x: {{type: choice, values: [{values}]}}\n")
+    assert len(load_space(ok)["x"].values) == 100_000
+    bad = write(tmp_path, "dup.yaml", f"parameters:\n  x: {{type: choice, values: [{values}, "
+                                      "7.0, true]}\n")
+    with pytest.raises(SpaceError, match=r"parameters\.x\.values\[100000\]: duplicate value 7\.0"):
+        load_space(bad)
+
+
+def test_exponents_are_numbers_as_in_yaml_1_2(tmp_path):
+    """PyYAML (YAML 1.1) reads 1e-4 and 1.0e308 as text; a space file reads them as numbers,
+    so `low: 1e-4` is not an error and a constant 1e3 is not silently a string."""
+    file = write(tmp_path, "e.yaml", "parameters:\n  x: {type: loguniform, low: 1e-4, high: 1E2}\n"
+                                     "  c: 1e3\n  s: 3e\n")
+    space = load_space(file)
+    assert space["x"].low == 1e-4 and space["x"].high == 100.0
+    assert space["c"].value == 1000.0 and space["s"].value == "3e"
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("parameters:\n  x: {type: uniform, low: -1.0e308, high: 1e308}\n", "overflows a float"),
+    ("parameters:\n  x: {type: uniform, low: '0.5', high: 1}\n", "a number in quotes is text"),
+])
+def test_bounds_that_cannot_be_sampled_or_are_quoted_are_named(tmp_path, text, problem):
+    file = write(tmp_path, "b.yaml", text)
+    with pytest.raises(SpaceError, match=problem) as info:
+        load_space(file)
+    assert str(info.value).startswith(f"{file}:2: parameters.x.low")
+
+
+def test_nni_bounds_must_be_finite(tmp_path):
+    file = tmp_path / "nni.json"
+    file.write_text('{"x": {"_type": "randint", "_value": [0, 1e400]}}')
+    with pytest.raises(SpaceError, match="finite numbers"):
+        load_space(str(file))

@@ -22,6 +22,7 @@ import numpy as np
 from ray import tune
 from ray.tune.search.sample import (
     Categorical,
+    Domain,
     Float,
     Function,
     Integer,
@@ -131,6 +132,17 @@ def from_tune(param_space: dict[str, Any]) -> Space:
     return space
 
 
+def _has_domain(value: Any) -> bool:
+    """Whether ``value`` is or holds a Tune distribution (or a grid_search)."""
+    if isinstance(value, Domain):
+        return True
+    if isinstance(value, dict):
+        return "grid_search" in value or any(_has_domain(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_has_domain(v) for v in value)
+    return False
+
+
 def _group(node: dict, at: tuple, samplers: list) -> dict[str, Any]:
     out = {}
     for name, value in node.items():
@@ -185,5 +197,12 @@ def _spec(value: Any, at: tuple, samplers: list) -> Any:
         if getattr(value, "_autometa_differentiable", False):
             spec["differentiable"] = True
         return spec
+    if isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            if _has_domain(item):
+                raise ValueError(f"{where}[{i}]: a Tune distribution inside a list is not "
+                                 "searched by autometa (the trial would receive the "
+                                 f"distribution object); give it a key of its own, e.g. "
+                                 f"{at[-1]}_{i}")
     return {"type": "constant", "value": value} if isinstance(value, dict) else value
 

@@ -111,6 +111,7 @@ def plan_experiment(space: Space, overrides: Overrides | None = None,
     _check_searcher(space, exp)
     if exp.scheduler.name in SYNCHRONOUS_HYPERBAND:
         _fill_brackets(space, exp)
+    _check_scheduler(space, exp)
     if not exp.name:
         exp.name = "autometa"
     return exp
@@ -160,6 +161,8 @@ def _check_searcher(space: Space, exp: Experiment) -> None:
         searcher = make_searcher(exp.searcher.name, space, metric=exp.metric or "metric",
                                  mode=exp.mode or "min", seed=exp.seed, **exp.searcher.options)
     except (TypeError, ValueError) as err:
+        if str(err).startswith("seed "):
+            raise space.error(str(err), "experiment", "seed") from None
         raise space.error(f"{exp.searcher.name}: {err}", *where) from None
     points = exp.searcher.options.get("points_to_evaluate") or []
     rng = np.random.default_rng(0)
@@ -169,6 +172,19 @@ def _check_searcher(space: Space, exp: Experiment) -> None:
         except ValueError as err:
             raise space.error(str(err).split(": ", 1)[1], *where, "points_to_evaluate",
                               i) from None
+
+
+def _check_scheduler(space: Space, exp: Experiment) -> None:
+    """Build the scheduler once: the values Ray's schedulers assert on (``grace_period: -1``,
+    ``reduction_factor: 1``, ...) become file errors instead of tracebacks after Ray started."""
+    from autometa.schedulers import make_scheduler
+
+    try:
+        make_scheduler(exp.scheduler.name, space=space, seed=exp.seed, **scheduler_defaults(exp))
+    except (AssertionError, TypeError, ValueError) as err:
+        problem = str(err).strip() or f"{type(err).__name__} from Ray (an option's value)"
+        raise space.error(f"{exp.scheduler.name}: {problem}; options: "
+                          f"{exp.scheduler.options}", "experiment", "scheduler") from None
 
 
 def _check_options(space: Space, comp: Component, allowed: list[str], kind: str) -> None:

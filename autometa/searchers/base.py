@@ -81,6 +81,9 @@ class SpaceSearcher(Searcher):
                  points_to_evaluate: list[dict] | None = None) -> None:
         if mode not in (None, "min", "max"):
             raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)
+                                 or not 0 <= seed < 2**32):
+            raise ValueError(f"seed must be an integer in [0, 2**32 - 1], got {seed!r}")
         super().__init__(metric=metric, mode=mode)
         self.space = as_space(space)
         self.seed = seed

@@ -95,8 +95,24 @@ class HypergradientSearcher(SpaceSearcher):
         if start not in ("center", "base"):
             raise ValueError(f"start must be 'center' or 'base', got {start!r}")
         self.base_name, self.base_options = base, dict(base_options or {})
-        if not isinstance(probes, int) or probes < 1:
-            raise ValueError(f"probes must be an integer >= 1, got {probes!r}")
+        for name, value in (("chains", chains), ("probes", probes),
+                            ("chain_length", chain_length)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        for name, value in (("memory", memory), ("patience", patience)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+        for name, value in (("radius", radius), ("max_radius", max_radius),
+                            ("min_radius", min_radius)):
+            if finite_number(value) is None or value <= 0:
+                raise ValueError(f"{name} must be a number > 0, got {value!r}")
+        if not min_radius <= radius <= max_radius:
+            raise ValueError(f"need min_radius <= radius <= max_radius, got {min_radius}, "
+                             f"{radius}, {max_radius}")
+        if finite_number(grow) is None or grow < 1:
+            raise ValueError(f"grow must be a number >= 1, got {grow!r}")
+        if finite_number(shrink) is None or not 0 < shrink < 1:
+            raise ValueError(f"shrink must be in (0, 1), got {shrink!r}")
         self.max_chains, self.probes, self.start = chains, probes, start
         self.settings = ChainSettings(radius=radius, max_radius=max_radius,
                                       min_radius=min_radius, grow=grow, shrink=shrink,

@@ -15,8 +15,10 @@ class TPESearcher(SpaceSearcher):
 
     Nested choices are native ``hp.choice`` branches; conditional parameters are
     drawn always and dropped when inactive; forbidden combinations and truncated
-    normals are rejected and redrawn (the rejected draw is reported to hyperopt
-    as failed, so TPE does not model it).
+    normals are rejected and redrawn. A rejected draw enters hyperopt's history as an
+    evaluation with the worst metric seen so far (as failed before any result), so that TPE
+    moves away from it: reported as failed, TPE ignores it and proposes the same forbidden
+    point again. Constraints therefore do shape the "bad" density of TPE's model near them.
 
     Args:
         n_initial_points: Random draws before TPE starts modelling.
@@ -30,6 +32,11 @@ class TPESearcher(SpaceSearcher):
                  mode: str | None = None, seed: int | None = None, n_initial_points: int = 20,
                  gamma: float = 0.25, **kwargs: Any) -> None:
         super().__init__(space, metric, mode, seed, **kwargs)
+        if isinstance(n_initial_points, bool) or not isinstance(n_initial_points, int) \
+                or n_initial_points < 0:
+            raise ValueError(f"n_initial_points must be an integer >= 0, got {n_initial_points!r}")
+        if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not 0 < gamma < 1:
+            raise ValueError(f"gamma must be in (0, 1), got {gamma!r}")
         self.n_initial_points = n_initial_points
         self.gamma = gamma
 

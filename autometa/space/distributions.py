@@ -22,6 +22,9 @@ def _float_bounds(spec: dict, at: tuple, log: bool) -> dict:
         raise SpaceError(f"low ({low}) is greater than high ({high})", key_path=at + ("low",))
     if log and low <= 0:
         raise SpaceError(f"a log-scale parameter needs low > 0, got {low}", key_path=at + ("low",))
+    if not math.isfinite(high - low):
+        raise SpaceError(f"the range high - low ({high} - {low}) overflows a float: no value "
+                         "could be drawn from it", key_path=at + ("low",))
     return {"low": low, "high": high}
 
 
@@ -82,10 +85,36 @@ def _choice_or_grid(kind: str):
             raise SpaceError("grid values must be plain values or lists, not mappings",
                              key_path=at + ("values",))
         for i, v in enumerate(values):
-            if any(_same(v, w) for w in values[:i]):
-                raise SpaceError(f"duplicate value {v!r}", key_path=at + ("values", i))
+            if isinstance(v, float) and math.isnan(v):
+                raise SpaceError("NaN is not a value a trial can take (it equals nothing, "
+                                 "itself included)", key_path=at + ("values", i))
+        i = first_duplicate(values)
+        if i is not None:
+            raise SpaceError(f"duplicate value {values[i]!r}", key_path=at + ("values", i))
         return {"dist": kind, "values": tuple(values)}
     return parse
+
+
+def first_duplicate(values: list) -> int | None:
+    """Index of the first value equal to an earlier one (``True`` is not ``1``), in linear time
+    for hashable values."""
+    seen: set = set()
+    unhashable: list = []
+    for i, v in enumerate(values):
+        kind = "bool" if isinstance(v, bool) else \
+            "number" if isinstance(v, (int, float)) else type(v).__name__
+        try:
+            key = (kind, v)
+            hash(key)
+        except TypeError:
+            if any(_same(v, w) for w in unhashable):
+                return i
+            unhashable.append(v)
+            continue
+        if key in seen:
+            return i
+        seen.add(key)
+    return None
 
 
 def _constant(spec: dict, at: tuple) -> dict:
@@ -125,7 +154,15 @@ def _number(spec: dict, key: str, at: tuple) -> float:
         raise SpaceError(f"missing key {key!r}", key_path=at)
     value = spec[key]
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise SpaceError(f"expected a number, got {describe_kind(value)}", key_path=at + (key,))
+        hint = ""
+        if isinstance(value, str):
+            try:
+                float(value)
+                hint = " (a number in quotes is text: remove the quotes)"
+            except ValueError:
+                pass
+        raise SpaceError(f"expected a number, got {describe_kind(value)}{hint}",
+                         key_path=at + (key,))
     if not math.isfinite(value):
         raise SpaceError(f"expected a finite number, got {value}", key_path=at + (key,))
     return float(value)

@@ -8,6 +8,7 @@ no exact autometa counterpart and are rejected with a clear message.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from autometa.space.errors import SpaceError
@@ -74,4 +75,7 @@ def _nested_option(option: dict, at: tuple) -> dict:
 def _args(value: list, n: int, at: tuple) -> list[float]:
     if len(value) != n or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in value):
         raise SpaceError(f"expected '_value' to be {n} numbers, got {value!r}", key_path=at + ("_value",))
+    if not all(math.isfinite(v) for v in value):
+        raise SpaceError(f"expected '_value' to be {n} finite numbers, got {value!r}",
+                         key_path=at + ("_value",))
     return value
