@@ -235,7 +235,7 @@ def test_show_on_a_folder_without_results_exits_2(tmp_path, capsys):
 
 def test_resume_after_interrupt_runs_no_finished_trial_again(tmp_path, storage):
     file = quadratic_file(tmp_path, storage, name="slow", searcher="tpe", num_samples=8,
-                          sleep=1.0, iterations=3)
+                          sleep=0.6, iterations=3)
     cmd, env, proc = _start_run(file)
     path = os.path.join(storage, "slow")
     _wait_until(lambda: len(_finished(path)) >= 2)
@@ -463,6 +463,38 @@ def test_option_values_ray_would_assert_on_are_file_errors(tmp_path, capsys, opt
     assert main(["validate", str(bad)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: {bad}:1: ") and says in err, err
+
+
+@pytest.mark.parametrize("case, module, says", [
+    ("missing", None, "cannot import 'model_missing'"),
+    ("raises", "raise ZeroDivisionError('at import')\n",
+     "importing 'model_raises' for trainable 'model_raises:fit' raised ZeroDivisionError"),
+    ("signature", "def fit(config, extra):\n    pass\n",
+     "has the signature (config, extra): a Tune function trainable takes one argument"),
+    ("not_callable", "fit = 3\n", "has no callable 'fit'"),
+])
+def test_a_trainable_that_cannot_run_is_named_by_validate(tmp_path, capsys, case, module, says):
+    """validate imports a module:function trainable as run will (the file's folder on the
+    path): import errors, exceptions at import and wrong signatures are file errors."""
+    if module is not None:  # (one module name per case: a folder stays on sys.path)
+        (tmp_path / f"model_{case}.py").write_text(module)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"experiment: {{trainable: 'model_{case}:fit', metric: loss}}\n"
+                   "parameters:\n  x: {type: uniform, low: 0, high: 1}\n")
+    assert main(["validate", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}:1: experiment.trainable: " in err and says in err, err
+
+
+def test_results_location_must_be_a_folder(tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    for experiment, says in (
+            (f"{{storage_path: '{tmp_path / 'afile' / 'sub'}'}}", "is a file, not a folder"),
+            ("{name: '../../outside'}", "must be one folder name")):
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(f"experiment: {experiment}\nparameters:\n  x: 1\n")
+        assert main(["validate", str(bad)]) == 2
+        assert says in capsys.readouterr().err
 
 
 def test_curate_digits_finds_flipped_labels(tmp_path, capsys):

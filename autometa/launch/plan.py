@@ -2,12 +2,15 @@
 
 Everything a run needs is resolved here (searcher, scheduler, trainable,
 resources) so that a bad file fails in ``autometa validate`` with the key path
-and line, never half-way through a search. No Ray import happens here.
+and line, never half-way through a search. Ray is not started here (its searcher and
+scheduler classes are built once to check their options, and a ``module:function``
+trainable is imported, as the run will).
 """
 
 from __future__ import annotations
 
 import copy
+import os
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -102,12 +105,20 @@ def plan_experiment(space: Space, overrides: Overrides | None = None,
                               "'module:function')", *where)
         if not exp.metric:
             raise space.error("missing key 'metric' (the result key to optimize)", *where)
-        from autometa.trainables import TRAINABLES
+    if exp.trainable:
+        from autometa.trainables import TRAINABLES, resolve_trainable
 
         if exp.trainable not in TRAINABLES and ":" not in exp.trainable:
             raise space.error(f"unknown trainable {exp.trainable!r}: use a built-in name "
                               f"({', '.join(sorted(TRAINABLES))}) or 'module:function'",
                               *where, "trainable")
+        if exp.trainable not in TRAINABLES:  # import it now, as the run will
+            near = [os.path.dirname(os.path.abspath(space.source))] if space.source else []
+            try:
+                resolve_trainable(exp.trainable, near)
+            except ValueError as err:
+                raise space.error(str(err), *where, "trainable") from None
+    _check_location(space, exp)
     _check_searcher(space, exp)
     if exp.scheduler.name in SYNCHRONOUS_HYPERBAND:
         _fill_brackets(space, exp)
@@ -172,6 +183,20 @@ def _check_searcher(space: Space, exp: Experiment) -> None:
         except ValueError as err:
             raise space.error(str(err).split(": ", 1)[1], *where, "points_to_evaluate",
                               i) from None
+
+
+def _check_location(space: Space, exp: Experiment) -> None:
+    """The results folder: ``storage_path`` is (or can be) a folder, ``name`` one folder in it."""
+    name = exp.name or "autometa"
+    if name in (".", "..") or "/" in name or "\\" in name or name != name.strip():
+        raise space.error(f"name {name!r} must be one folder name (no '/', '..' or spaces "
+                          "around it): results go to storage_path/name", "experiment", "name")
+    path = os.path.abspath(os.path.expanduser(exp.storage_path))
+    while path and not os.path.exists(path):
+        path = os.path.dirname(path)
+    if path and not os.path.isdir(path):
+        raise space.error(f"storage_path {exp.storage_path!r}: {path} is a file, not a folder",
+                          "experiment", "storage_path")
 
 
 def _check_scheduler(space: Space, exp: Experiment) -> None:

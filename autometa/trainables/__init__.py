@@ -46,7 +46,26 @@ def resolve_trainable(spec: str, near: Sequence[str] = ()) -> Callable:
         module = importlib.import_module(module_name)
     except ImportError as err:
         raise ValueError(f"cannot import {module_name!r} for trainable {spec!r}: {err}") from None
+    except Exception as err:  # noqa: BLE001 - the user's module failed while importing
+        raise ValueError(f"importing {module_name!r} for trainable {spec!r} raised "
+                         f"{type(err).__name__}: {err}") from None
     fn = getattr(module, attr, None)
     if not callable(fn):
         raise ValueError(f"module {module_name!r} has no callable {attr!r}")
+    if not isinstance(fn, type):  # a class is a Tune Trainable; a function takes the config
+        _check_function_trainable(fn, spec)
     return fn
+
+
+def _check_function_trainable(fn: Callable, spec: str) -> None:
+    import inspect
+
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return  # a builtin or C callable: nothing to check
+    try:
+        signature.bind({})
+    except TypeError:
+        raise ValueError(f"trainable {spec!r} has the signature {signature}: a Tune function "
+                         "trainable takes one argument, the config dict") from None
