@@ -56,7 +56,7 @@ def _file(tmp_path, searcher, scheduler):
         parameters:
           x: {x}
           iterations: {ITERATIONS}
-          sleep: 0.2
+          sleep: 0.1
           checkpoint: true
           report_hypergrad: true
           noise: 0.05

@@ -408,7 +408,9 @@ def test_probes_let_one_chain_use_concurrent_trials_along_different_directions()
                              probes=2, differentiable=problem.keys)
     searcher.set_search_properties("loss", "min", problem.tune_space())
     first = searcher.suggest("t0")
-    assert searcher.suggest("wait") is None  # nothing to probe before the first gradient
+    extra = searcher.suggest("extra")  # nothing to probe before the first gradient: explore
+    assert extra is not None and searcher.chain_of("extra") is None
+    searcher.on_trial_complete("extra", {**problem(extra), "config": extra})
     searcher.on_trial_complete("t0", {**problem(first), "config": first})
     a, b = searcher.suggest("a"), searcher.suggest("b")
     assert a is not None and b is not None and a != b

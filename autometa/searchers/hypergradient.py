@@ -194,7 +194,10 @@ class HypergradientSearcher(SpaceSearcher):
         for chain_id, chain in alive.items():
             if chain.best_u is not None and len(chain.pending) < self.probes:
                 return self._from_chain(trial_id, chain_id)  # a probe along another direction
-        return None  # every chain waits for its trials
+        # Every chain waits for its trials: the free slot explores with the base searcher.
+        # (Waiting instead would deadlock a synchronous scheduler, Hyperband, that pauses the
+        # chains' trials until more trials fill its bracket.)
+        return self._from_base(trial_id)
 
     def _from_base(self, trial_id: str, first: bool = False) -> Any:
         """A chain start: a point to evaluate, the best evaluated point, or the base's
