@@ -83,6 +83,12 @@ def _active(z: np.ndarray, g: np.ndarray, low: np.ndarray, high: np.ndarray) -> 
     return ((z <= low) & (g > 0)) | ((z >= high) & (g < 0))
 
 
+def curved(s: np.ndarray, y: np.ndarray) -> bool:
+    r"""Whether a pair shows positive curvature, :math:`s^\top y > 10^{-12} \|s\| \|y\|` (the
+    condition that keeps the L-BFGS matrix positive definite)."""
+    return float(s @ y) > 1e-12 * np.linalg.norm(s) * np.linalg.norm(y)
+
+
 def lbfgs_direction(g: np.ndarray, pairs: list[tuple[np.ndarray, np.ndarray]],
                     h0: np.ndarray) -> np.ndarray:
     """:math:`-H g` by the L-BFGS two-loop recursion from the diagonal :math:`H_0`."""
@@ -175,8 +181,7 @@ class Chain:
         limit = self.radius * self.best_trust
         directions = []
         pairs = [(np.where(free, s, 0.0), np.where(free, y, 0.0)) for s, y in self.pairs]
-        pairs = [(s, y) for s, y in pairs if float(s @ y) > 1e-12 * np.linalg.norm(s)
-                 * np.linalg.norm(y)]
+        pairs = [(s, y) for s, y in pairs if curved(s, y)]
         if pairs:
             s, y = pairs[-1]
             tau = float(s @ y) / float(y @ (scale * y))            # BB scaling of H0 = tau P
@@ -229,7 +234,7 @@ class Chain:
         s = self.settings
         if ok and self.best_u is not None and trust >= 1.0 and self.best_trust >= 1.0:
             du, dg = u - self.best_u, grad - self.best_g
-            if s.memory > 0 and float(du @ dg) > 1e-12 * np.linalg.norm(du) * np.linalg.norm(dg):
+            if s.memory > 0 and curved(du, dg):
                 self.pairs = (self.pairs + [(du, dg)])[-s.memory:]
         if ok and (self.best_u is None or f < self.best_f):
             if self.best_u is not None:

@@ -8,6 +8,7 @@ import numpy as np
 
 from autometa.searchers.base import SpaceSearcher
 from autometa.space import Space
+from autometa.trial.keys import finite_number
 
 
 class TPESearcher(SpaceSearcher):
@@ -35,7 +36,7 @@ class TPESearcher(SpaceSearcher):
         if isinstance(n_initial_points, bool) or not isinstance(n_initial_points, int) \
                 or n_initial_points < 0:
             raise ValueError(f"n_initial_points must be an integer >= 0, got {n_initial_points!r}")
-        if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not 0 < gamma < 1:
+        if finite_number(gamma) is None or not 0 < gamma < 1:
             raise ValueError(f"gamma must be in (0, 1), got {gamma!r}")
         self.n_initial_points = n_initial_points
         self.gamma = gamma
