@@ -6,6 +6,7 @@ import csv
 import glob
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -602,7 +603,9 @@ def test_a_failing_trial_is_recorded_and_fail_fast_stops_the_search(tmp_path, st
         assert code == 1 and "fail_fast" in err and "--resume" in err
         assert len(errors) == 1 and len(finished) < 4  # nothing ran after the failure
     else:
-        assert code == 0 and "4 trial(s) failed" in out and "Best config:" in out
+        # the search went on, and the run says it lost trials
+        assert code == 1 and "4 trial(s) failed" in out and "Best config:" in out
+        assert "Trials: 4 of 8 planned finished; 4 failed." in out
         assert len(errors) == 4 and len(finished) == 4  # the search went on
 
 
@@ -615,3 +618,40 @@ def test_the_resume_hint_repeats_the_overrides():
                                     "--name aug --resources cpu=2,gpu=0.5 --resume")
     plain = _parser().parse_args(["run", "s.yaml", "--resume"])
     assert resume_command(plain) == "autometa run s.yaml --resume"
+
+
+def test_a_run_stopped_before_tunes_first_save_starts_again_saying_so(tmp_path, storage,
+                                                                      ray_session, capsys):
+    """What a kill in the first seconds leaves (``tuner.pkl``, trial folders, no experiment
+    state): ``show`` says so, and ``--resume`` runs the whole search again instead of Tune's
+    one trial."""
+    path = tmp_path / "early.yaml"
+    path.write_text(textwrap.dedent(f"""\
+        experiment:
+          name: early
+          trainable: quadratic
+          metric: loss
+          searcher: random
+          num_samples: 3
+          storage_path: {storage}
+        parameters:
+          x: {{type: uniform, low: 0, high: 1}}
+          iterations: 2
+        """))
+    assert main(["run", str(path), "--quiet"]) == 0
+    folder = os.path.join(storage, "early")
+    for name in os.listdir(folder):  # as if killed before Tune's first save
+        if name == ".autometa" or name.split("-")[0] in ("experiment_state", "search_gen_state",
+                                                         "searcher", "basic", "callback"):
+            shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
+            if os.path.isfile(os.path.join(folder, name)):
+                os.remove(os.path.join(folder, name))
+    capsys.readouterr()
+    assert main(["show", folder]) == 2
+    assert "stopped before Tune first saved its state" in capsys.readouterr().err
+    assert main(["run", str(path), "--quiet", "--resume"]) == 0
+    out = capsys.readouterr().out
+    assert "starting the search again" in out and "Trials: 3 of 3 planned finished." in out
+    assert os.listdir(glob.glob(os.path.join(folder, ".autometa", "abandoned-*"))[0])
+    assert main(["show", folder]) == 0
+    assert "Trials: 3 of 3 planned finished." in capsys.readouterr().out

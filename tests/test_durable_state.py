@@ -12,6 +12,7 @@ from ray import tune
 from autometa.launch.durable import (
     FOLDER,
     DurableStateCallback,
+    NoSavedState,
     checkpoint_index,
     current_snapshot,
     restore_snapshot,
@@ -134,7 +135,7 @@ def test_without_a_snapshot_a_cut_off_state_is_named_not_silently_restarted(tmp_
     experiment = tmp_path / "old"
     experiment.mkdir()
     (experiment / "experiment_state-2026-01-01_00-00-00.json").write_text('{"trial_data": [')
-    with pytest.raises(FileNotFoundError, match="cut off when the run stopped.*nothing to resume"):
+    with pytest.raises(NoSavedState, match="cut off when the run stopped, and no earlier one"):
         restore_snapshot(str(experiment))
     # with an earlier, whole state of another session, that one is used
     (experiment / "experiment_state-2026-01-01_00-00-00.json").write_text('{"trial_data": []}')
@@ -144,3 +145,91 @@ def test_without_a_snapshot_a_cut_off_state_is_named_not_silently_restarted(tmp_
     assert "experiment_state-2026-01-02_00-00-00.json was cut off" in message
     assert sorted(os.listdir(experiment)) == [FOLDER, "experiment_state-2026-01-01_00-00-00.json"]
     assert restore_snapshot(str(experiment)) is None  # nothing left to fix
+
+
+def _write_trial(folder, checkpoints, cut_line=False):
+    """A trial folder as Tune leaves it: one result row (and CSV record) per report, the
+    report's checkpoint named in it."""
+    import csv
+
+    folder.mkdir(parents=True)
+    rows = [{"iteration": i, "loss": 1.0 / i, "training_iteration": i,
+             "checkpoint_dir_name": checkpoints.get(i)} for i in range(1, 6)]
+    text = "".join(json.dumps(r) + "\n" for r in rows)
+    if cut_line:
+        text += '{"iteration": 6, "lo'
+    (folder / "result.json").write_text(text)
+    with open(folder / "progress.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(list(rows[0]))
+        writer.writerows([list(map(str, r.values())) for r in rows])
+    return rows
+
+
+def test_trim_results_keeps_the_reports_up_to_the_checkpoint_it_resumes_from(tmp_path):
+    import csv
+
+    from autometa.launch.durable import trim_results
+
+    # checkpoints at iterations 2 and 4 (checkpoint_000000, checkpoint_000001)
+    names = {2: "checkpoint_000000", 4: "checkpoint_000001"}
+    trial = tmp_path / "trial"
+    rows = _write_trial(trial, names, cut_line=True)
+    aside = tmp_path / "aside"
+    assert trim_results(str(trial), "checkpoint_000000", str(aside)) == 4  # 3, 4, 5, cut line
+    kept = [json.loads(line) for line in (trial / "result.json").read_text().splitlines()]
+    assert kept == rows[:2]
+    with open(trial / "progress.csv", newline="") as handle:
+        records = list(csv.reader(handle))
+    assert len(records) == 3 and records[-1][0] == "2"  # header + iterations 1, 2
+    assert (aside / "result.json").read_text().count("\n") == 5  # the old files, kept
+    # resuming from no checkpoint (from scratch): nothing is kept
+    assert trim_results(str(trial), None, str(tmp_path / "aside2")) == 2
+    assert (trial / "result.json").read_text() == ""
+    # a checkpoint no report names (e.g. a row not yet copied): left alone
+    other = tmp_path / "other"
+    _write_trial(other, names)
+    before = (other / "result.json").read_text()
+    assert trim_results(str(other), "checkpoint_000007", str(tmp_path / "aside3")) == 0
+    assert (other / "result.json").read_text() == before
+
+
+def test_the_resume_trims_only_trials_that_resume(tmp_path):
+    from autometa.launch.durable import write_snapshot
+
+    experiment = tmp_path / "exp"
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    (staging / "experiment_state-2026-01-01_00-00-00.json").write_text('{"trial_data": []}')
+    names = {2: "checkpoint_000000", 4: "checkpoint_000001"}
+    done = _write_trial(experiment / "done", names)
+    _write_trial(experiment / "running", names)
+    _write_trial(experiment / "exploited", names)
+    write_snapshot(str(staging), str(experiment),
+                   {"done": "checkpoint_000001", "running": "checkpoint_000000",
+                    "exploited": "checkpoint_000000"},
+                   {"done": "TERMINATED", "running": "RUNNING", "exploited": "PAUSED"},
+                   {"done": "done", "running": "running", "exploited": "done"})
+    message = restore_snapshot(str(experiment))
+    assert "1 trial(s) resume from a checkpoint older than their last reports (running)" in message
+    lines = lambda name: (experiment / name / "result.json").read_text().splitlines()  # noqa: E731
+    assert [json.loads(x) for x in lines("done")] == done  # finished: untouched
+    assert len(lines("running")) == 2
+    assert len(lines("exploited")) == 5  # resumes from another trial's checkpoint: untouched
+
+
+def test_results_are_copied_only_where_the_staged_log_extends_the_folders(tmp_path):
+    from autometa.launch.durable import copy_results
+
+    staging, folder = tmp_path / "staging", tmp_path / "trial"
+    staging.mkdir()
+    assert copy_results(str(staging), str(folder)) == []  # nothing written yet
+    (staging / "result.json").write_text('{"i": 1}\n{"i": 2}\n')
+    assert copy_results(str(staging), str(folder)) == ["result.json"]
+    assert (folder / "result.json").read_text() == '{"i": 1}\n{"i": 2}\n'
+    assert copy_results(str(staging), str(folder)) == []  # up to date
+    (folder / "result.json").write_text('{"i": 1}\n{"i": 2}\n{"i": 3}\n')  # the folder ahead
+    assert copy_results(str(staging), str(folder)) == []
+    (staging / "result.json").write_text('{"i": 7}\n{"i": 8}\n{"i": 9}\n{"i": 10}\n')
+    assert copy_results(str(staging), str(folder)) == []  # longer, but another log
+    assert (folder / "result.json").read_text().startswith('{"i": 1}')

@@ -1,6 +1,9 @@
-"""The driver killed with SIGKILL at a random point, then ``autometa run FILE --resume``: every
-registered searcher and scheduler continues with its state, reruns no finished trial and loses
-none."""
+"""The driver killed with SIGKILL, then ``autometa run FILE --resume``: a kill campaign over
+every registered searcher and scheduler, at seeded random points from the first second of a
+run (before Tune first saved its state) to just after its last trial. Every time: no trial
+lost, each iteration of each trial recorded once, no trial started again below the checkpoint
+the saved state resumes it from, the summary and exit status right, and no Ray process of the
+killed run left once the resume is done."""
 
 from __future__ import annotations
 
@@ -16,19 +19,31 @@ import time
 
 import pytest
 
+from autometa.launch.durable import current_snapshot, snapshot_refs
+from autometa.launch.leftovers import leftover_ray_processes
 from autometa.schedulers import SCHEDULERS
 from autometa.searchers import SEARCHERS
 
 ITERATIONS = 4
 GRID = [round(0.1 * i, 1) for i in range(10)]
-# Every registered searcher and every registered scheduler appears at least once.
-PAIRS = [("grid", "asha"), ("tpe", "median"), ("bohb", "bohb"), ("hypergradient", "hyperband"),
-         ("race", "fifo"), ("irace", "fifo"), ("random", "pbt"), ("random", "hypergradient_pbt")]
+# (searcher, scheduler, kill point): every registered searcher and scheduler at least once;
+# "start": within a second of the run's first file, "mid": after a few checkpoints, "end":
+# once every trial has saved its last iteration (its trials do not stop early)
+CAMPAIGN = [("grid", "asha", "start"), ("tpe", "median", "mid"), ("tpe", "fifo", "end"),
+            ("bohb", "bohb", "mid"), ("hypergradient", "hyperband", "start"),
+            ("race", "fifo", "mid"), ("irace", "fifo", "start"), ("random", "pbt", "end"),
+            ("random", "hypergradient_pbt", "mid")]
+POPULATION = ("pbt", "hypergradient_pbt")
 
 
-def test_every_searcher_and_scheduler_is_covered():
-    assert {s for s, _ in PAIRS} == set(SEARCHERS)
-    assert {s for _, s in PAIRS} == set(SCHEDULERS)
+def test_every_searcher_scheduler_and_kill_point_is_covered():
+    assert {s for s, _, _ in CAMPAIGN} == set(SEARCHERS)
+    assert {s for _, s, _ in CAMPAIGN} == set(SCHEDULERS)
+    assert {k for _, _, k in CAMPAIGN} == {"start", "mid", "end"}
+
+
+def _planned(searcher):
+    return {"grid": len(GRID), "race": None, "irace": None}.get(searcher, 8)
 
 
 def _file(tmp_path, searcher, scheduler):
@@ -59,10 +74,11 @@ def _file(tmp_path, searcher, scheduler):
           sleep: 0.1
           checkpoint: true
           report_hypergrad: true
+          report_placement: true
           noise: 0.05
           instance_effect: 1.0
         """
-    if scheduler in ("pbt", "hypergradient_pbt"):
+    if scheduler in POPULATION:
         text = text.replace("          seed: 0\n", "          max_concurrent_trials: 4\n"
                                                     "          seed: 0\n")
     path = tmp_path / "crash.yaml"
@@ -74,15 +90,21 @@ def _rows(folder):
     file = os.path.join(folder, "result.json")
     if not os.path.isfile(file):
         return []
+    rows = []
     with open(file) as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+        for line in handle:
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                break  # cut off by the kill
+    return rows
 
 
 def _trials(path):
     if not os.path.isdir(path):
         return {}
     return {d: _rows(os.path.join(path, d)) for d in sorted(os.listdir(path))
-            if os.path.isdir(os.path.join(path, d))}
+            if os.path.isdir(os.path.join(path, d)) and not d.startswith(".")}
 
 
 def _finished(trials):
@@ -93,54 +115,94 @@ def _finished(trials):
 def _checkpoints(path):
     """Checkpoints saved so far, one per trial iteration (they reach the storage at once;
     result files only when Tune syncs the experiment)."""
-    if not os.path.isdir(path):
-        return 0
-    return sum(name.startswith("checkpoint_") for d in os.listdir(path)
-               if os.path.isdir(os.path.join(path, d)) for name in os.listdir(os.path.join(path, d)))
+    return len(glob.glob(os.path.join(path, "*", "checkpoint_*")))
 
 
-@pytest.mark.parametrize(("searcher", "scheduler"), PAIRS, ids=lambda v: v)
-def test_sigkill_then_resume(tmp_path, searcher, scheduler):
+def _at_last_iteration(path):
+    """Trials with a checkpoint of their last iteration."""
+    done = set()
+    for file in glob.glob(os.path.join(path, "*", "checkpoint_*", "iteration")):
+        try:
+            if open(file).read().strip() == str(ITERATIONS):
+                done.add(file.split(os.sep)[-3])
+        except OSError:
+            continue
+    return len(done)
+
+
+def _resume_points(path):
+    """Trial folder -> the iteration the saved state resumes it after (0: from scratch)."""
+    snapshot = current_snapshot(path)
+    if snapshot is None:
+        return {}
+    points = {}
+    for folder, name in snapshot_refs(snapshot).items():
+        file = os.path.join(path, folder, name or "-", "iteration")
+        points[folder] = int(open(file).read()) if name and os.path.isfile(file) else 0
+    return points
+
+
+def _kill_when_due(proc, path, kind, planned, rng):
+    deadline = time.time() + 180
+    if kind == "start":
+        due = lambda: os.path.exists(os.path.join(path, "tuner.pkl"))  # noqa: E731
+        extra = rng.uniform(0, 1.0)
+    elif kind == "mid":
+        wanted = rng.randint(3, 8)
+        due = lambda: _checkpoints(path) >= wanted  # noqa: E731
+        extra = rng.uniform(0, 0.5)
+    else:
+        due = lambda: _at_last_iteration(path) >= planned  # noqa: E731
+        extra = rng.uniform(0, 0.3)
+    while time.time() < deadline and not due() and proc.poll() is None:
+        time.sleep(0.02)
+    time.sleep(extra)
+    if kind != "end":  # (just after the last trial, the run may have ended already)
+        assert proc.poll() is None, "the run ended before the kill:\n" + proc.communicate()[0]
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray it started, no cleanup
+    except ProcessLookupError:  # it had ended
+        assert kind == "end"
+    proc.wait(timeout=60)
+
+
+@pytest.mark.parametrize(("searcher", "scheduler", "kind"), CAMPAIGN, ids=lambda v: v)
+def test_sigkill_then_resume(tmp_path, searcher, scheduler, kind):
     file = _file(tmp_path, searcher, scheduler)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "autometa.launch.cli", "run", file, "--quiet"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=env, start_new_session=True)
     path = str(tmp_path / "results" / "crash")
-    rng = random.Random(f"{searcher}-{scheduler}")  # a random, reproducible kill point
-    wanted, extra = rng.randint(3, 8), rng.uniform(0, 0.5)
-    deadline = time.time() + 180
-    while time.time() < deadline and _checkpoints(path) < wanted and proc.poll() is None:
-        time.sleep(0.2)
-    time.sleep(extra)
-    assert proc.poll() is None, "the run ended before the kill:\n" + proc.communicate()[0]
-    os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray it started, no cleanup
-    proc.wait(timeout=60)
+    planned = _planned(searcher)
+    rng = random.Random(f"{searcher}-{scheduler}-{kind}")  # a random, reproducible kill point
+    _kill_when_due(proc, path, kind, planned, rng)
+    left = {p.pid for p in leftover_ray_processes()}  # workers in sessions of their own
     before = _trials(path)
     done_before = {d: before[d] for d in _finished(before)}
+    points = _resume_points(path)
 
     resumed = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, env=env,
                              timeout=400)
-    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    after = _trials(path)
-    for trial, rows in done_before.items():  # finished trials were not run again, except:
-        # a trial that finished after Tune's last save of the experiment state (at most a second
-        # before the kill) is unfinished to Tune: it redoes its last iteration from its
-        # checkpoint, and nothing before it
-        redone = after[trial][len(rows):]
-        assert after[trial][:len(rows)] == rows, f"{trial} ran again after the resume"
-        assert [r["iteration"] for r in redone] in ([], [ITERATIONS]), \
-            f"{trial} ran again after the resume: {[r['iteration'] for r in redone]}"
+    log = resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert resumed.returncode == 0, log
+    assert not left & {p.pid for p in leftover_ray_processes()}, "the killed run's Ray is left"
     from ray.tune import ExperimentAnalysis
 
+    if "starting the search again" in resumed.stdout:  # killed before Tune's first save
+        assert kind == "start" and not done_before and not points, log
     trials = ExperimentAnalysis(path).trials  # what the experiment knows after the resume
+    after = _trials(path)
     # (Tune's synchronous Hyperband may leave trials it stopped at a milestone PAUSED at the
     # end, kill or not)
     allowed = {"TERMINATED", "PAUSED"} if scheduler in ("bohb", "hyperband") else {"TERMINATED"}
     errors = [open(f).read()[-2000:] for f in glob.glob(os.path.join(path, "*", "error.txt"))]
-    assert {t.status for t in trials} <= allowed, ([t.status for t in trials], errors,
-                                                   resumed.stdout[-2000:])
+    assert {t.status for t in trials} <= allowed, ([t.status for t in trials], errors, log)
     assert done_before.keys() <= {os.path.basename(t.path) for t in trials}  # none lost
+    for trial, rows in done_before.items():  # finished trials were not run again (a trial
+        # that finished after Tune's last save redoes its last iteration, recorded once)
+        assert [(r["iteration"], r["loss"]) for r in after[trial]] == \
+            [(r["iteration"], r["loss"]) for r in rows], f"{trial} ran again after the resume"
     configs = [t.config for t in trials]
     if searcher == "grid":  # the grid's restored state: each point exactly once
         assert sorted(c["x"] for c in configs) == GRID
@@ -148,13 +210,20 @@ def test_sigkill_then_resume(tmp_path, searcher, scheduler):
         pairs = [(c["x"], c["instance"]) for c in configs]
         assert len(pairs) == len(set(pairs)) and "Race winner" in resumed.stdout
     else:
-        assert len(trials) == 8
-    if scheduler not in ("pbt", "hypergradient_pbt"):  # (an exploit moves a trial's clock)
-        for t in trials:  # every trial went on from a checkpoint: it never starts again
-            # below what it had reached (one running at the kill may redo the iterations after
-            # its last recorded checkpoint; rows not yet synced at the kill may be missing)
-            iterations = [r["iteration"] for r in after[os.path.basename(t.path)]]
-            assert iterations == sorted(iterations), iterations
+        assert len(trials) == planned
+    if planned is None:
+        assert f"Trials: {len(trials)} finished (the race decides how many)." in resumed.stdout
+    else:
+        assert f"Trials: {planned} of {planned} planned finished." in resumed.stdout, log
+    if scheduler in POPULATION:  # (an exploit moves a trial's clock)
+        return
+    for t in trials:
+        folder = os.path.basename(t.path)
+        iterations = [r["iteration"] for r in after[folder]]
+        assert iterations == list(range(1, len(iterations) + 1)), (folder, iterations)
+        point = points.get(folder, 0)  # it went on from there: never from further back
+        assert all(r["resumed_from"] >= point for r in after[folder]
+                   if r["iteration"] > point), (folder, point, after[folder])
 
 
 def test_sigkill_while_trials_checkpoint_fast_loses_no_checkpoint(tmp_path):

@@ -14,9 +14,11 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from autometa.launch.outcome import EXIT_TRIALS_LOST
 from autometa.space import Experiment, SpaceError, load_space
 
 if TYPE_CHECKING:
+    from autometa.launch.outcome import Outcome
     from autometa.launch.show import ExperimentSummary
 
 EXIT_BAD_INPUT = 2
@@ -179,25 +181,31 @@ def _run(args: argparse.Namespace) -> int:
     exp = plan_experiment(space, overrides)  # fail on bad input before Ray starts
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from autometa.launch.run import run_experiment
+    from autometa.launch.run import planned_trials, run_experiment
 
     print(f"autometa: {exp.searcher.name} searcher, {exp.scheduler.name} scheduler, "
           f"{exp.trainable} trainable, metric {exp.metric} ({exp.mode})", flush=True)
     # Tune's hint to resume is Python; we print the command (below)
     logging.getLogger("ray.tune.tune").addFilter(_no_tuner_restore_hint)
     saved = _saved_progress(exp) if args.resume else None
+    planned = planned_trials(space, exp)
     with _SigintWatch() as sigint:
         results, path = run_experiment(space, overrides, resume=args.resume,
                                        address=args.address, verbose=args.verbosity)
-    code = _report(results, path, exp.metric, exp.mode, saved)
+    outcome = _report(results, path, exp, planned, saved)
     if exp.fail_fast and getattr(results, "errors", None):
         print(f"stopped at the first failed trial (fail_fast: true); after a fix, continue "
               f"with: {resume_command(args)}", file=sys.stderr)
-        return 1
+        return EXIT_TRIALS_LOST
     if sigint.received or _unfinished(results):  # Ctrl-C: Tune saved the state
         print(f"interrupted: continue with: {resume_command(args)}", file=sys.stderr)
         return 130
-    return code
+    if outcome is None:
+        return EXIT_TRIALS_LOST
+    if outcome.lost:
+        print(f"error: {outcome.lost} trial(s) that should have finished did not (results are "
+              f"in {path}); exit status {outcome.exit_code}", file=sys.stderr)
+    return outcome.exit_code
 
 
 def resume_command(args: argparse.Namespace) -> str:
@@ -258,12 +266,12 @@ def _saved_progress(exp: Experiment) -> dict[str, int] | None:
     from autometa.launch.show import summarize
 
     path = find_experiment(exp)
-    message = restore_snapshot(path) if path else None  # run_experiment then finds it done
-    if message:
-        print(message, flush=True)
     try:
+        message = restore_snapshot(path) if path else None  # run_experiment then finds it done
+        if message:
+            print(message, flush=True)
         return _progress(summarize(path, metric=exp.metric, mode=exp.mode)) if path else None
-    except (FileNotFoundError, ValueError):
+    except (FileNotFoundError, ValueError):  # NoSavedState too: run_experiment starts over
         return None
 
 
@@ -278,13 +286,16 @@ def _unfinished(results: object) -> int:
         return 0
 
 
-def _report(results: object, path: str, metric: str, mode: str,
-            saved: dict[str, int] | None = None) -> int:
-    """Print the results; ``saved``: the reports per trial before a resume."""
+def _report(results: object, path: str, exp: Experiment, planned: int | None,
+            saved: dict[str, int] | None = None) -> Outcome | None:
+    """Print the results; return how the run ended (None: no trial reported the metric).
+    ``planned``: the trials a complete run finishes; ``saved``: the reports per trial before a
+    resume."""
     import yaml
 
     from autometa.launch.show import summarize, write_best_config
 
+    metric, mode = exp.metric, exp.mode
     print()
     errors = list(getattr(results, "errors", []) or [])
     if errors:
@@ -293,7 +304,8 @@ def _report(results: object, path: str, metric: str, mode: str,
         summary = summarize(path, metric=metric, mode=mode)
     except ValueError as err:
         print(f"{err}; results are in {path}")
-        return 1
+        return None
+    outcome = _outcome(summary, exp, planned)
     best = summary.table.iloc[0]
     config_file = os.path.join(path, "best_config.yaml")
     write_best_config(summary, config_file)
@@ -317,7 +329,18 @@ def _report(results: object, path: str, metric: str, mode: str,
     if saved and saved == _progress(summary):
         print("(the experiment had finished already: nothing was left to run; the results "
               "above are those saved)")
-    return 0
+    print(outcome.line())
+    return outcome
+
+
+def _outcome(summary: ExperimentSummary, exp: Experiment, planned: int | None) -> Outcome:
+    from autometa.launch.outcome import count_outcome
+    from autometa.schedulers import scheduler_class
+
+    pausing = getattr(scheduler_class(exp.scheduler.name), "stops_by_pausing", False)
+    statuses = ["TERMINATED" if pausing and s == "PAUSED" else s
+                for s in summary.table["status"]]
+    return count_outcome(statuses, planned, exp.time_budget_s)
 
 
 def hypergrad_summary(reports: int, failed: int, last: int, last_failed: int) -> str:
@@ -349,6 +372,9 @@ def _show(args: argparse.Namespace) -> int:
         print(summary.table[columns].head(args.top).to_string(index=False))
     if summary.hypergrad_checks:
         print(hypergrad_summary(*summary.hypergrad_checks))
+    counted = _saved_outcome(summary)
+    if counted:
+        print(counted.line())
     out = args.output or os.path.join(summary.path, "autometa_report")
     os.makedirs(out, exist_ok=True)
     best_file = os.path.join(out, "best_config.yaml")
@@ -357,6 +383,23 @@ def _show(args: argparse.Namespace) -> int:
     print(f"\nBest config: {best_file}")
     print(f"Plots: {', '.join(os.path.basename(p) for p in plots)} in {out}")
     return 0
+
+
+def _saved_outcome(summary: ExperimentSummary) -> Outcome | None:
+    """The outcome of the run in ``summary.path``, counted against the plan of the space copy
+    ``autometa run`` left there (None without one)."""
+    from autometa.launch.plan import plan_experiment
+    from autometa.launch.run import SPACE_COPY, planned_trials
+
+    copy = os.path.join(summary.path, SPACE_COPY)
+    if not os.path.isfile(copy):
+        return None
+    try:
+        space = load_space(copy)
+        exp = plan_experiment(space, need_trainable=False)
+        return _outcome(summary, exp, planned_trials(space, exp))
+    except (SpaceError, ValueError):
+        return None
 
 
 def _curate(args: argparse.Namespace) -> int:

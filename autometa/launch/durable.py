@@ -10,12 +10,19 @@ moment (SIGKILL, a lost head node) therefore leaves either
 * a saved state whose trials point at checkpoints that were deleted since: each such trial
   ends in ERROR on resume (``FileNotFoundError: Path not found``).
 
-:class:`DurableStateCallback` closes both: after every save of the experiment state it copies
-the finished state files into a new ``.autometa/state-N`` folder of the experiment and then
-switches ``.autometa/CURRENT`` to it (one atomic rename), and it deletes a trial's older
-checkpoints only once a snapshot that no longer needs them is in place. Before
-``Tuner.restore``, :func:`restore_snapshot` puts the snapshot's files back in the experiment
-folder (Tune's own copies that differ are moved to ``.autometa/superseded``).
+A third loss comes from Tune's result loggers: each time a trial starts again from a
+checkpoint (after a synchronous Hyperband pause, a retry, a resume) they copy its results
+back from the experiment folder over the driver's newer copy, and a trial's results reach
+the experiment folder only with Tune's background copy: the reports in between are lost.
+
+:class:`DurableStateCallback` closes all three: it brings a trial's results to the
+experiment folder before the trial starts again and before each snapshot; after every save
+of the experiment state it copies the finished state files into a new ``.autometa/state-N``
+folder of the experiment and then switches ``.autometa/CURRENT`` to it (one atomic rename),
+and it deletes a trial's older checkpoints only once a snapshot that no longer needs them is
+in place. Before ``Tuner.restore``, :func:`restore_snapshot` puts the snapshot's files back
+in the experiment folder (Tune's own copies that differ are moved to
+``.autometa/superseded``) and cuts the results of resuming trials back to their checkpoint.
 
     tuner = tune.Tuner(train, run_config=tune.RunConfig(
         callbacks=[DurableStateCallback(keep=2)],
@@ -47,6 +54,8 @@ REFS = "autometa-checkpoint-refs.json"
 # Searcher, BasicVariantGenerator and CallbackList).
 STATE_FILES = ("experiment_state-*.json", "search_gen_state-*.json", "searcher-state-*.pkl",
                "basic-variant-state-*.json", "callback-states-*.pkl")
+# A trial's results, written by Tune's JSON and CSV logger callbacks.
+RESULT_FILES = ("result.json", "progress.csv")
 
 
 def is_state_file(name: str) -> bool:
@@ -83,9 +92,13 @@ def current_snapshot(experiment: str) -> str | None:
     return folder if name and os.path.isdir(folder) else None
 
 
-def write_snapshot(staging: str, experiment: str, refs: dict[str, str | None]) -> str:
+def write_snapshot(staging: str, experiment: str, refs: dict[str, str | None],
+                   statuses: dict[str, str] | None = None,
+                   sources: dict[str, str | None] | None = None) -> str:
     """Copy the state files of ``staging`` to a new snapshot of ``experiment`` and make it the
-    current one; ``refs`` (trial folder -> checkpoint it resumes from) goes with it."""
+    current one. Goes with it, per trial folder: ``refs``, the checkpoint it resumes from;
+    ``statuses``, its status in that state; ``sources``, the trial folder that checkpoint is in
+    (another trial's after a population scheduler's exploit)."""
     root = os.path.join(experiment, FOLDER)
     os.makedirs(root, exist_ok=True)
     previous = current_snapshot(experiment)
@@ -97,7 +110,8 @@ def write_snapshot(staging: str, experiment: str, refs: dict[str, str | None]) -
         if is_state_file(name) and os.path.isfile(os.path.join(staging, name)):
             shutil.copy2(os.path.join(staging, name), os.path.join(folder, name))
     with open(os.path.join(folder, REFS), "w") as handle:
-        json.dump({"time": time.time(), "checkpoints": refs}, handle)
+        json.dump({"time": time.time(), "checkpoints": refs, "statuses": statuses or {},
+                   "sources": sources or {}}, handle)
     pointer = os.path.join(root, POINTER)
     with open(pointer + ".tmp", "w") as handle:
         handle.write(os.path.basename(folder))
@@ -111,6 +125,11 @@ def write_snapshot(staging: str, experiment: str, refs: dict[str, str | None]) -
 def snapshot_refs(folder: str) -> dict[str, str | None]:
     """Trial folder -> the checkpoint (folder name) that snapshot resumes it from."""
     return _manifest(folder)["checkpoints"]
+
+
+def snapshot_statuses(folder: str) -> dict[str, str]:
+    """Trial folder -> its status in that snapshot (empty for a snapshot of autometa <= 0.1)."""
+    return dict(_manifest(folder).get("statuses", {}))
 
 
 def _manifest(folder: str) -> dict[str, Any]:
@@ -136,6 +155,8 @@ class DurableStateCallback(Callback):
     def _reset(self) -> None:
         self._trials: list[Any] = []
         self._saved_refs: dict[str, str | None] | None = None  # from the last save, if pending
+        self._saved_statuses: dict[str, str] = {}
+        self._saved_sources: dict[str, str | None] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         return {"keep": self.keep}
@@ -150,9 +171,19 @@ class DurableStateCallback(Callback):
     def get_state(self) -> None:
         # Tune asks every callback for its state while it saves the experiment state; the
         # trials' checkpoints now are the ones that state refers to.
-        self._saved_refs = {_folder(t): _checkpoint_name(t) for t in self._trials
-                            if _is_local(t)}
+        local = [t for t in self._trials if _is_local(t)]
+        self._saved_refs = {_folder(t): _checkpoint_name(t) for t in local}
+        self._saved_statuses = {_folder(t): str(t.status) for t in local}
+        self._saved_sources = {_folder(t): _checkpoint_folder(t) for t in local}
         return None  # nothing of ours to save
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        # Tune's result loggers (they run after this callback) copy a trial's results back
+        # from the experiment folder each time it starts again with a checkpoint (after a
+        # pause, a retry): where Tune's background copy has not brought the latest results
+        # there yet, those results would be overwritten. Bring them there first.
+        if _is_local(trial):
+            copy_results(trial.storage.trial_driver_staging_path, trial.storage.trial_fs_path)
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         self._trials = trials
@@ -167,8 +198,11 @@ class DurableStateCallback(Callback):
         local = [t for t in self._trials if _is_local(t)]
         if refs is None or not local:
             return
+        for trial in local:  # the results the saved state knows reach the folder first
+            copy_results(trial.storage.trial_driver_staging_path, trial.storage.trial_fs_path)
         storage = local[0].storage
-        write_snapshot(storage.experiment_driver_staging_path, storage.experiment_fs_path, refs)
+        write_snapshot(storage.experiment_driver_staging_path, storage.experiment_fs_path, refs,
+                       self._saved_statuses, self._saved_sources)
         if self.keep is None:
             return
         for trial in local:
@@ -179,6 +213,46 @@ class DurableStateCallback(Callback):
             for name in stale_checkpoints(names, refs[folder], self.keep):
                 shutil.rmtree(os.path.join(trial.storage.trial_fs_path, name),
                               ignore_errors=True)
+
+
+def copy_results(staging: str, folder: str) -> list[str]:
+    """Copy a trial's result files from Tune's staging folder on the driver to its folder
+    where they grew (each atomically: Tune's own background copy may write them meanwhile);
+    return the names copied.
+
+    Tune writes results to the staging folder and copies them to the experiment folder in the
+    background after it saves the experiment state; a kill before that copy ends leaves the
+    folder with fewer results than the saved state has seen, and those reports are lost for
+    good once the trial resumes after them.
+    """
+    copied = []
+    for name in RESULT_FILES:
+        source, target = os.path.join(staging, name), os.path.join(folder, name)
+        try:
+            if not _extends(source, target):
+                continue
+            os.makedirs(folder, exist_ok=True)
+            shutil.copyfile(source, target + ".autometa-tmp")
+            os.replace(target + ".autometa-tmp", target)
+        except OSError:  # not written yet
+            continue
+        copied.append(name)
+    return copied
+
+
+def _extends(source: str, target: str, tail: int = 256) -> bool:
+    """Whether ``source`` is longer than ``target`` and goes on from it (their bytes agree
+    where ``target`` ends: an appended log, not another one)."""
+    if not os.path.exists(target):
+        return os.path.exists(source)
+    size = os.path.getsize(target)
+    if os.path.getsize(source) <= size:
+        return False
+    start = max(0, size - tail)
+    with open(source, "rb") as a, open(target, "rb") as b:
+        a.seek(start)
+        b.seek(start)
+        return a.read(size - start) == b.read()
 
 
 def _is_local(trial: Any) -> bool:
@@ -193,9 +267,19 @@ def _folder(trial: Any) -> str:
     return os.path.basename(trial.storage.trial_fs_path)
 
 
+def _checkpoint_folder(trial: Any) -> str | None:
+    checkpoint = trial.checkpoint
+    return (os.path.basename(os.path.dirname(checkpoint.path.rstrip("/")))
+            if checkpoint is not None else None)
+
+
 def _checkpoint_name(trial: Any) -> str | None:
     checkpoint = trial.checkpoint
     return os.path.basename(checkpoint.path.rstrip("/")) if checkpoint is not None else None
+
+
+class NoSavedState(FileNotFoundError):
+    """The run stopped before Tune saved any whole experiment state: nothing to resume from."""
 
 
 def restore_snapshot(experiment: str) -> str | None:
@@ -204,15 +288,21 @@ def restore_snapshot(experiment: str) -> str | None:
     Tune's state files that differ from the snapshot, or that it lacks, are moved to
     ``.autometa/superseded``. Without a snapshot (an experiment of an older autometa, or one
     killed before its first save), state files that cannot be read are moved there instead,
-    so that Tune does not silently start over. Returns a line for the user, or None when
-    nothing had to change.
+    so that Tune does not silently start over. Then each trial that will resume has the
+    results it reported after the checkpoint it resumes from moved there too (it reports
+    them again; see :func:`trim_results`). Returns a line for the user, or None when nothing
+    had to change.
 
     Raises:
-        FileNotFoundError: No readable experiment state is left to resume from.
+        NoSavedState: No whole experiment state is left to resume from (the run stopped
+            before Tune first saved it, or every state was cut off).
     """
     snapshot = current_snapshot(experiment)
     aside = os.path.join(experiment, FOLDER, "superseded", time.strftime("%Y%m%d-%H%M%S"))
     if snapshot is None:
+        if not any(fnmatch.fnmatch(n, STATE_FILES[0]) for n in os.listdir(experiment)):
+            raise NoSavedState(f"{experiment}: the run stopped before Tune first saved its "
+                               f"state")
         return _drop_unreadable(experiment, aside)
     wanted = {n for n in os.listdir(snapshot) if is_state_file(n)}
     moved = []
@@ -229,12 +319,89 @@ def restore_snapshot(experiment: str) -> str | None:
     for name in sorted(wanted):
         shutil.copy2(os.path.join(snapshot, name), os.path.join(experiment, name + ".tmp"))
         os.replace(os.path.join(experiment, name + ".tmp"), os.path.join(experiment, name))
-    if not moved and not wanted:
-        return None
-    saved = time.strftime("%H:%M:%S", time.localtime(float(_manifest(snapshot)["time"])))
-    note = f"; Tune's differing copies are in {aside}" if moved else ""
-    return (f"autometa: resuming from the experiment state as saved at {saved} (the copy Tune "
-            f"was writing when the run stopped was incomplete or ahead of its checkpoints{note})")
+    lines = []
+    if moved or wanted:
+        saved = time.strftime("%H:%M:%S", time.localtime(float(_manifest(snapshot)["time"])))
+        note = f"; Tune's differing copies are in {aside}" if moved else ""
+        lines.append(f"autometa: resuming from the experiment state as saved at {saved} (the "
+                     f"copy Tune was writing when the run stopped was incomplete or ahead of "
+                     f"its checkpoints{note})")
+    trimmed = _trim_resuming(experiment, snapshot, aside)
+    if trimmed:
+        names = ", ".join("_".join(t.split("_")[:2]) for t in trimmed)  # trainable_trialid
+        lines.append(f"autometa: {len(trimmed)} trial(s) resume from a checkpoint older than "
+                     f"their last reports ({names}); those reports are in {aside} and the "
+                     f"trials report them again")
+    return "\n".join(lines) or None
+
+
+def _trim_resuming(experiment: str, snapshot: str, aside: str) -> list[str]:
+    """Trim the results of the snapshot's trials that resume (every status but TERMINATED)."""
+    manifest = _manifest(snapshot)
+    refs, statuses = manifest["checkpoints"], manifest.get("statuses", {})
+    sources = manifest.get("sources", {})
+    trimmed = []
+    for folder, status in sorted(statuses.items()):
+        trial_dir = os.path.join(experiment, folder)
+        ref = refs.get(folder)
+        if status == "TERMINATED" or not os.path.isdir(trial_dir):
+            continue
+        if ref is not None and sources.get(folder) != folder:
+            continue  # resumes from another trial's checkpoint (an exploit): its clock moved
+        if trim_results(trial_dir, ref, os.path.join(aside, folder)):
+            trimmed.append(folder)
+    return trimmed
+
+
+def trim_results(trial_dir: str, checkpoint: str | None, aside: str) -> int:
+    """Cut a trial's ``result.json`` and ``progress.csv`` after the report that saved
+    ``checkpoint`` (None: the trial starts over, so after no report); return the reports cut.
+
+    A resumed trial reports again every iteration after the checkpoint it resumes from (a
+    trial that finished after Tune's last save of the experiment state, too: to Tune it was
+    still running); cutting them first leaves each iteration recorded once, as it was run in
+    the history the trial goes on from. A line cut off by the kill goes as well. The old
+    files are moved to ``aside``. Nothing changes when no report names ``checkpoint``.
+    """
+    import csv
+
+    file = os.path.join(trial_dir, RESULT_FILES[0])
+    if not os.path.isfile(file):
+        return 0
+    with open(file) as handle:
+        lines = handle.read().splitlines()
+    rows = []
+    for line in lines:
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            break  # the line the kill cut off (a report of the driver's, never acted on)
+    if checkpoint is None:
+        keep = 0
+    else:
+        named = [i for i, row in enumerate(rows) if isinstance(row, dict)
+                 and row.get("checkpoint_dir_name") == checkpoint]
+        if not named:
+            return 0
+        keep = named[-1] + 1
+    if keep == len(lines):
+        return 0
+    os.makedirs(aside, exist_ok=True)
+    csv_file = os.path.join(trial_dir, RESULT_FILES[1])
+    records = None
+    if os.path.isfile(csv_file):
+        with open(csv_file, newline="") as handle:
+            records = list(csv.reader(handle))
+        os.replace(csv_file, os.path.join(aside, RESULT_FILES[1]))
+    os.replace(file, os.path.join(aside, RESULT_FILES[0]))
+    with open(file + ".tmp", "w") as handle:
+        handle.writelines(line + "\n" for line in lines[:keep])
+    os.replace(file + ".tmp", file)
+    if records:  # a header, then one record per report
+        with open(csv_file + ".tmp", "w", newline="") as handle:
+            csv.writer(handle).writerows(records[:1 + keep] if keep else records[:1])
+        os.replace(csv_file + ".tmp", csv_file)
+    return len(lines) - keep
 
 
 def _drop_unreadable(experiment: str, aside: str) -> str | None:
@@ -256,9 +423,8 @@ def _drop_unreadable(experiment: str, aside: str) -> str | None:
     if not dropped:
         return None
     if len(dropped) == len(states):
-        raise FileNotFoundError(
+        raise NoSavedState(
             f"{experiment}: the experiment state was cut off when the run stopped, and no "
-            f"earlier one was saved (moved to {aside}): nothing to resume; run it again "
-            f"without --resume")
+            f"earlier one was saved (moved to {aside})")
     return (f"autometa: {', '.join(dropped)} was cut off when the run stopped (moved to "
             f"{aside}); resuming from the state saved before it")

@@ -11,7 +11,7 @@ import ray
 from ray import tune
 from ray.tune.search import ConcurrencyLimiter
 
-from autometa.launch.durable import DurableStateCallback, restore_snapshot
+from autometa.launch.durable import FOLDER, DurableStateCallback, NoSavedState, restore_snapshot
 from autometa.launch.plan import Overrides, plan_experiment, scheduler_defaults
 from autometa.launch.stopper import ExperimentStopper
 from autometa.space import Experiment, Space
@@ -20,13 +20,20 @@ logger = logging.getLogger("autometa")
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
-    """Connect to a cluster (``address``) or start local Ray; dashboard on 127.0.0.1 only."""
+    """Connect to a cluster (``address``) or start local Ray (first stopping what a killed
+    local run left behind: :mod:`autometa.launch.leftovers`); no dashboard."""
     if ray.is_initialized():
         return
     quiet_workers = ray.LoggingConfig(log_level="WARNING")  # no per-checkpoint INFO lines
     if address:
         ray.init(address=address, logging_config=quiet_workers)
     else:
+        from autometa.launch.leftovers import stop_leftover_ray_processes
+
+        stopped = stop_leftover_ray_processes()
+        if stopped:
+            print(f"autometa: stopped {len(stopped)} Ray process(es) that a killed run left "
+                  f"behind (pids {', '.join(map(str, stopped))})", flush=True)
         ray.init(num_cpus=num_cpus, include_dashboard=False, dashboard_host="127.0.0.1",
                  logging_config=quiet_workers)
 
@@ -42,14 +49,7 @@ def build_tuner(space: Space, exp: Experiment, *, experiment_dir: str | None = N
     from autometa.searchers import make_searcher
 
     trainable = _trainable(exp, space)
-    num_samples = exp.num_samples
-    options = dict(exp.searcher.options)
-    if exp.searcher.name == "grid":
-        options.setdefault("repeats", num_samples)
-        num_samples = -1  # the grid searcher says when it is finished
-    if exp.searcher.name in ("race", "irace"):
-        options.setdefault("budget", num_samples)
-        num_samples = -1  # the race says when it is finished
+    options, num_samples = _searcher_setup(exp)
     scheduler = make_scheduler(exp.scheduler.name, space=space, seed=exp.seed,
                                **scheduler_defaults(exp))
     param_space, search_alg, max_concurrent = {}, None, None
@@ -86,6 +86,33 @@ def build_tuner(space: Space, exp: Experiment, *, experiment_dir: str | None = N
     )
 
 
+def _searcher_setup(exp: Experiment) -> tuple[dict[str, Any], int]:
+    """The searcher's options and Tune's ``num_samples`` for ``exp``."""
+    num_samples = exp.num_samples
+    options = dict(exp.searcher.options)
+    if exp.searcher.name == "grid":
+        options.setdefault("repeats", num_samples)
+        num_samples = -1  # the grid searcher says when it is finished
+    if exp.searcher.name in ("race", "irace"):
+        options.setdefault("budget", num_samples)
+        num_samples = -1  # the race says when it is finished
+    return options, num_samples
+
+
+def planned_trials(space: Space, exp: Experiment) -> int | None:
+    """How many trials a complete run of ``exp`` finishes (None: the searcher decides as it
+    goes, as a race does); no Ray needed."""
+    from autometa.schedulers import POPULATION_SCHEDULERS
+    from autometa.searchers import make_searcher
+
+    if exp.scheduler.name in POPULATION_SCHEDULERS:
+        return exp.num_samples
+    options, num_samples = _searcher_setup(exp)
+    searcher = make_searcher(exp.searcher.name, space, metric=exp.metric, mode=exp.mode,
+                             seed=exp.seed, **options)
+    return searcher.planned_trials(num_samples)
+
+
 def restore_tuner(space: Space, exp: Experiment, experiment_dir: str) -> tune.Tuner:
     """Reopen an interrupted experiment: finished trials stay, unfinished ones resume.
 
@@ -112,7 +139,14 @@ def run_experiment(space: Space, overrides: Overrides | None = None, *, resume: 
             raise FileNotFoundError(
                 f"nothing to resume: no experiment named {exp.name!r} under "
                 f"{os.path.expanduser(exp.storage_path)}")
-        tuner = restore_tuner(space, exp, path)
+        try:
+            tuner = restore_tuner(space, exp, path)
+        except NoSavedState as err:  # Tune would run one trial (its resume forgets num_samples)
+            aside = set_aside(path)
+            print(f"autometa: {err}, so no trial's progress was recorded: starting the search "
+                  f"again (what it had written is in {aside})", flush=True)
+            tuner = build_tuner(space, exp, experiment_dir=path, verbose=verbose)
+            write_space_copy(space, exp, path)
     else:
         path = new_experiment_dir(exp)
         tuner = build_tuner(space, exp, experiment_dir=path, verbose=verbose)
@@ -121,6 +155,17 @@ def run_experiment(space: Space, overrides: Overrides | None = None, *, resume: 
 
 
 SPACE_COPY = "autometa_space.yaml"
+
+
+def set_aside(path: str) -> str:
+    """Move everything in the experiment folder ``path`` to ``.autometa/abandoned-<time>``."""
+    aside = os.path.join(path, FOLDER, "abandoned-" + datetime.datetime.now().strftime(
+        "%Y%m%d-%H%M%S"))
+    os.makedirs(aside, exist_ok=True)
+    for name in os.listdir(path):
+        if name != FOLDER:
+            os.replace(os.path.join(path, name), os.path.join(aside, name))
+    return aside
 
 
 def write_space_copy(space: Space, exp: Experiment, path: str) -> None:

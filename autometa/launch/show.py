@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,8 +70,13 @@ def summarize(path: str, metric: str | None = None, mode: str | None = None,
     if not os.path.isdir(path):
         raise FileNotFoundError(f"{path}: no such folder")
     if not any(f.startswith("experiment_state") for f in os.listdir(path)):
+        if os.path.isfile(os.path.join(path, "tuner.pkl")):
+            raise FileNotFoundError(
+                f"{path}: the run stopped before Tune first saved its state, so no results "
+                f"were recorded; `autometa run FILE --resume` starts that search again")
         raise FileNotFoundError(f"{path}: not a Tune experiment folder (no experiment_state file)")
-    analysis = ExperimentAnalysis(path)
+    with _quiet_missing_results():
+        analysis = ExperimentAnalysis(path)
     saved = _saved_experiment(path)
     metric = metric or analysis.default_metric or saved.get("metric")
     mode = mode or analysis.default_mode or saved.get("mode") or "min"
@@ -126,6 +134,26 @@ def summarize(path: str, metric: str | None = None, mode: str | None = None,
                                              if t.trial_id == best_id).items() if k != key}
     return ExperimentSummary(path, metric, mode, table.reset_index(drop=True), best_config,
                              candidates, tuple(checks) if checks[0] else None, rank_by)
+
+
+class _MissingResults(logging.Filter):
+    """Drops Tune's "Failed to fetch metrics ... FileNotFoundError" for trials whose results
+    never reached the folder (a run stopped before Tune copied them there): such a trial has
+    0 iterations in the summary."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Could not fetch metrics" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_missing_results() -> Iterator[None]:
+    log = logging.getLogger("ray.tune.analysis.experiment_analysis")
+    quiet = _MissingResults()
+    log.addFilter(quiet)
+    try:
+        yield
+    finally:
+        log.removeFilter(quiet)
 
 
 def race_candidates(table: Any, metric: str, mode: str, instance_key: str) -> Any:

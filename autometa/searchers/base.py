@@ -99,6 +99,12 @@ class SpaceSearcher(Searcher):
         self._warned_nonfinite = False
         self._worst: float | None = None  # worst finite metric seen
 
+    def planned_trials(self, num_samples: int) -> int | None:
+        """How many trials this searcher runs when Tune asks for ``num_samples`` (-1: until
+        it says it is finished): what a run's summary counts its finished trials against;
+        None when the searcher decides as it goes (a race)."""
+        return num_samples if num_samples > 0 else None
+
     # ----------------------------------------------------------- subclass hooks
     def _setup(self) -> None:
         """Build the underlying model once space, metric and mode are known."""

@@ -44,6 +44,9 @@ class GridSearcher(SpaceSearcher):
         self._ensure_ready()
         return len(self._points)
 
+    def planned_trials(self, num_samples: int) -> int:
+        return self.total  # the grid, ``repeats`` times, whatever Tune's num_samples
+
     def _propose(self, trial_id: str) -> dict[str, Any] | str:
         if self._next >= len(self._points):
             return Searcher.FINISHED

@@ -159,6 +159,9 @@ class RacingSearcher(SpaceSearcher):
     def race(self) -> Race:
         return self.races[-1][0]
 
+    def planned_trials(self, num_samples: int) -> None:
+        return None  # candidates drop out as the race goes: at most ``budget`` trials
+
     # ------------------------------------------------------------- proposals
     def _propose(self, trial_id: str) -> dict[str, Any] | str | None:
         if self.budget is not None and self._used >= self.budget:
