@@ -234,7 +234,8 @@ def test_show_on_a_folder_without_results_exits_2(tmp_path, capsys):
     assert f"{tmp_path / 'missing'}: no such folder" in capsys.readouterr().err
 
 
-def test_resume_after_interrupt_runs_no_finished_trial_again(tmp_path, storage):
+def test_resume_after_interrupt_runs_no_finished_trial_again(tmp_path, storage, ray_session,
+                                                             capsys):
     file = quadratic_file(tmp_path, storage, name="slow", searcher="tpe", num_samples=8,
                           sleep=0.6, iterations=3)
     cmd, env, proc = _start_run(file)
@@ -257,20 +258,21 @@ def test_resume_after_interrupt_runs_no_finished_trial_again(tmp_path, storage):
     assert len(after) == 8, f"{len(after)} finished trials after resume"
     for trial, rows in before.items():  # finished trials were not rerun
         assert _rows(path, trial) == rows
-    again = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, env=env,
-                           timeout=300)
-    assert again.returncode == 0, again.stdout + again.stderr
-    assert "nothing was left to run" in again.stdout, again.stdout
-    assert "autometa: resuming from" not in again.stdout  # Tune's copy was whole
+    capsys.readouterr()
+    # (the resumes of the finished run, in this process: its Ray is started already)
+    assert main([*cmd[3:], "--resume"]) == 0
+    again = capsys.readouterr().out
+    assert "nothing was left to run" in again, again
+    assert "autometa: resuming from" not in again  # Tune's copy was whole
     # Tune's copy of the state cut off (as a kill during its background copy leaves it): the
     # resume says it used autometa's snapshot, and still finds nothing left to run
     state = max(glob.glob(os.path.join(path, "experiment_state-*.json")))
     with open(state, "r+") as handle:
         handle.truncate(os.path.getsize(state) // 3)
-    cut = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, env=env, timeout=300)
-    assert cut.returncode == 0, cut.stdout + cut.stderr
-    assert "autometa: resuming from the experiment state as saved at" in cut.stdout, cut.stdout
-    assert "nothing was left to run" in cut.stdout, cut.stdout
+    assert main([*cmd[3:], "--resume"]) == 0
+    cut = capsys.readouterr().out
+    assert "autometa: resuming from the experiment state as saved at" in cut, cut
+    assert "nothing was left to run" in cut, cut
     assert _finished(path) == after
 
 
@@ -330,13 +332,16 @@ def test_diverging_trials_are_stopped_and_the_search_goes_on(tmp_path, storage, 
     path.write_text(textwrap.dedent(text))
     with caplog.at_level("WARNING", logger="autometa"):
         assert main(["run", str(path), "--quiet"]) == 0
-    assert "Best config:" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "Best config:" in out
     diverged = [r for r in caplog.records if "diverged" in r.message]
     folder = os.path.join(storage, "nan")
     trials = [d for d in os.listdir(folder) if os.path.isfile(os.path.join(folder, d, "result.json"))]
     assert len(trials) == 6
     stopped_early = [t for t in trials if len(_rows(folder, t)) == 2]  # NaN at iteration 2
     assert stopped_early and len(diverged) == len(stopped_early)
+    # the summary counts them: finished (the stopper ended them), diverged, not "stopped early"
+    assert f"Trials: 6 of 6 planned finished ({len(diverged)} diverged)." in out
 
 
 def test_population_scheduler_from_a_file(tmp_path, storage, ray_session, capsys):
@@ -388,7 +393,7 @@ parameters:
 """
 
 
-def test_race_from_a_file_interrupted_and_resumed(tmp_path, storage):
+def test_race_from_a_file_interrupted_and_resumed(tmp_path, storage, ray_session, capsys):
     file = tmp_path / "race.yaml"
     file.write_text(RACE.format(storage=storage, sleep=0.5))
     cmd, env, proc = _start_run(str(file))
@@ -398,10 +403,10 @@ def test_race_from_a_file_interrupted_and_resumed(tmp_path, storage):
     first = proc.communicate(timeout=120)[0]
     started = len(_trial_dirs(path))
     assert started >= 3 and "interrupted: continue with" in first, first
-    resumed = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, env=env,
-                             timeout=300)
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert "Race winner: mean loss" in resumed.stdout, resumed.stdout
+    capsys.readouterr()
+    assert main([*cmd[3:], "--resume"]) == 0  # (in this process: its Ray is started already)
+    resumed = capsys.readouterr().out
+    assert "Race winner: mean loss" in resumed, resumed
     pairs = [(r[-1]["config"]["x"], r[-1]["config"]["instance"])
              for r in (_rows(path, t) for t in _trial_dirs(path)) if r]
     assert len(pairs) == len(set(pairs)) > started  # went on, and ran no pair twice
@@ -606,6 +611,8 @@ def test_a_failing_trial_is_recorded_and_fail_fast_stops_the_search(tmp_path, st
         # the search went on, and the run says it lost trials
         assert code == 1 and "4 trial(s) failed" in out and "Best config:" in out
         assert "Trials: 4 of 8 planned finished; 4 failed." in out
+        # the user's own error text, once, with the trials it ended
+        assert out.count("RuntimeError: planned failure at iteration 2  (trials ") == 1
         assert len(errors) == 4 and len(finished) == 4  # the search went on
 
 
@@ -655,3 +662,45 @@ def test_a_run_stopped_before_tunes_first_save_starts_again_saying_so(tmp_path, 
     assert os.listdir(glob.glob(os.path.join(folder, ".autometa", "abandoned-*"))[0])
     assert main(["show", folder]) == 0
     assert "Trials: 3 of 3 planned finished." in capsys.readouterr().out
+
+
+def test_unfit_resources_names_what_no_node_has():
+    from autometa.launch.run import unfit_resources
+
+    nodes = [{"CPU": 8.0, "GPU": 0.0}, {"CPU": 4.0, "GPU": 2.0, "fpga": 1.0}]
+    assert unfit_resources({"cpu": 4, "gpu": 2}, nodes) == []
+    assert unfit_resources({"cpu": 1, "gpu": 0}, [{"CPU": 1.0}]) == []  # 0 asks for nothing
+    assert unfit_resources({"cpu": 1, "gpu": 4}, nodes) == [
+        "4 gpu requested, but no node has more than 2"]
+    assert unfit_resources({"cpu": 1, "tpu": 1}, nodes) == [
+        "1 tpu requested, but no node has more than 0"]
+    # each fits some node, but no node has both
+    assert unfit_resources({"cpu": 6, "gpu": 1}, nodes) == [
+        "no single node has all of cpu: 6, gpu: 1"]
+
+
+@pytest.mark.parametrize("where", ["file", "command line"])
+def test_resources_no_node_has_are_refused_not_left_pending(tmp_path, storage, ray_session,
+                                                            capsys, where):
+    path = tmp_path / "gpus.yaml"
+    path.write_text(textwrap.dedent(f"""\
+        experiment:
+          name: gpus
+          trainable: quadratic
+          metric: loss
+          searcher: random
+          num_samples: 2
+          storage_path: {storage}
+          resources_per_trial: {{cpu: 1{", gpu: 3" if where == "file" else ""}}}
+        parameters:
+          x: {{type: uniform, low: 0, high: 1}}
+        """))
+    extra = ["--resources", "cpu=1,my_accelerator=1"] if where == "command line" else []
+    assert main(["run", str(path), "--quiet", *extra]) == 2
+    err = capsys.readouterr().err
+    if where == "file":
+        assert "gpus.yaml:8: experiment.resources_per_trial.gpu: 3 gpu requested, but no node " \
+               "has more than 0 (trials would wait for them forever)" in err
+    else:
+        assert "--resources: 1 my_accelerator requested, but no node has more than 0" in err
+    assert "Traceback" not in err

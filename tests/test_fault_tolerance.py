@@ -229,7 +229,7 @@ def test_sigkill_then_resume(tmp_path, searcher, scheduler, kind):
 def test_sigkill_while_trials_checkpoint_fast_loses_no_checkpoint(tmp_path):
     """Trials checkpoint every 50 ms, far faster than Tune saves the experiment (every second):
     Tune's own pruning (``num_to_keep``) deletes the checkpoint the saved state resumes from, and
-    its background copy of the state can be cut off by the kill. Killed three times, then resumed,
+    its background copy of the state can be cut off by the kill. Killed twice, then resumed,
     every trial finishes, none in ERROR, none from scratch. (Without autometa's snapshots, about a
     third of the runs of this test fail on the development machine.)"""
     file = tmp_path / "fast.yaml"
@@ -252,7 +252,7 @@ def test_sigkill_while_trials_checkpoint_fast_loses_no_checkpoint(tmp_path):
     cmd = [sys.executable, "-m", "autometa.launch.cli", "run", str(file), "--quiet"]
     path = str(tmp_path / "results" / "fast")
     rng = random.Random("fast")
-    for kill in range(3):  # killed three times: the first run, then two of its resumes
+    for kill in range(2):  # killed twice: the first run, then its resume
         log = open(tmp_path / f"run{kill}.log", "w")
         proc = subprocess.Popen(cmd + (["--resume"] if kill else []), stdout=log,
                                 stderr=subprocess.STDOUT, env=env, start_new_session=True)

@@ -34,3 +34,9 @@ def test_a_race_decides_how_many_trials_it_runs():
     raced = count_outcome(["TERMINATED"] * 6 + ["ERROR"], planned=None)
     assert raced.exit_code == 1 and raced.line() == ("Trials: 6 finished (the race decides how "
                                                      "many); 1 failed.")
+
+
+def test_stopped_early_and_diverged_trials_are_counted_as_finished():
+    outcome = count_outcome(["TERMINATED"] * 8, planned=8, stopped_early=3, diverged=1)
+    assert outcome.exit_code == 0
+    assert outcome.line() == "Trials: 8 of 8 planned finished (3 stopped early, 1 diverged)."

@@ -298,13 +298,17 @@ def _report(results: object, path: str, exp: Experiment, planned: int | None,
     metric, mode = exp.metric, exp.mode
     print()
     errors = list(getattr(results, "errors", []) or [])
-    if errors:
-        print(f"{len(errors)} trial(s) failed; their errors are in {path}")
     try:
         summary = summarize(path, metric=metric, mode=mode)
     except ValueError as err:
+        if errors:
+            print(f"{len(errors)} trial(s) failed; their errors are in {path}")
         print(f"{err}; results are in {path}")
         return None
+    if errors or summary.errors:
+        print(f"{max(len(errors), sum(map(len, summary.errors.values())))} trial(s) failed; "
+              f"their errors are in {path}:")
+        print(error_lines(summary.errors))
     outcome = _outcome(summary, exp, planned)
     best = summary.table.iloc[0]
     config_file = os.path.join(path, "best_config.yaml")
@@ -338,9 +342,24 @@ def _outcome(summary: ExperimentSummary, exp: Experiment, planned: int | None) -
     from autometa.schedulers import scheduler_class
 
     pausing = getattr(scheduler_class(exp.scheduler.name), "stops_by_pausing", False)
-    statuses = ["TERMINATED" if pausing and s == "PAUSED" else s
-                for s in summary.table["status"]]
-    return count_outcome(statuses, planned, exp.time_budget_s)
+    table = summary.table
+    statuses = ["TERMINATED" if pausing and s == "PAUSED" else s for s in table["status"]]
+    done = table["status"].isin(["TERMINATED", "PAUSED"] if pausing else ["TERMINATED"])
+    return count_outcome(statuses, planned, exp.time_budget_s,
+                         stopped_early=int((done & table["stopped_early"] & ~table["diverged"])
+                                           .sum()),
+                         diverged=int((done & table["diverged"]).sum()))
+
+
+def error_lines(errors: dict[str, list[str]], most: int = 5) -> str:
+    """One line per distinct error (its last line), with the trials that ended with it."""
+    lines = []
+    for message, trials in sorted(errors.items(), key=lambda item: -len(item[1]))[:most]:
+        shown = ", ".join(trials[:4]) + (f" and {len(trials) - 4} more" if len(trials) > 4 else "")
+        lines.append(f"  {message}  (trial{'s' if len(trials) > 1 else ''} {shown})")
+    if len(errors) > most:
+        lines.append(f"  ... and {len(errors) - most} other distinct errors")
+    return "\n".join(lines)
 
 
 def hypergrad_summary(reports: int, failed: int, last: int, last_failed: int) -> str:
@@ -362,14 +381,17 @@ def _show(args: argparse.Namespace) -> int:
 
     held = [summary.ranked_by] if summary.ranked_by != summary.metric else []
     columns = ["trial_id", *held, summary.metric, f"best_{summary.metric}", "status",
-               "iterations"] + \
+               "iterations", "ended"] + \
         [c for c in summary.table.columns if c.startswith("config/")]
+    table = summary.table.assign(ended=[
+        "diverged" if d else "stopped early" if e else "" for d, e in
+        zip(summary.table["diverged"], summary.table["stopped_early"], strict=True)])
     with pd.option_context("display.max_columns", 30, "display.width", 200):
         if summary.candidates is not None:
             print("Candidates of the race (survivors first):")
             print(summary.candidates.head(args.top).to_string(index=False))
             print("\nTrials (one per candidate and instance):")
-        print(summary.table[columns].head(args.top).to_string(index=False))
+        print(table[columns].head(args.top).to_string(index=False))
     if summary.hypergrad_checks:
         print(hypergrad_summary(*summary.hypergrad_checks))
     counted = _saved_outcome(summary)

@@ -25,6 +25,9 @@ class Outcome:
             Hyperband bracket that never filled).
         budget_s: The experiment's time budget, when it has one: a run stopped by it plans
             no more trials than it started.
+        stopped_early, diverged: Of the finished trials, those the scheduler or a stop rule
+            stopped before the longest trial's length, and those whose metric became NaN or
+            infinite (stopped at once).
     """
 
     planned: int | None
@@ -32,6 +35,8 @@ class Outcome:
     failed: int = 0
     unfinished: int = 0
     budget_s: float | None = None
+    stopped_early: int = 0
+    diverged: int = 0
 
     @property
     def started(self) -> int:
@@ -59,6 +64,11 @@ class Outcome:
             head = f"Trials: {self.finished} finished (the race decides how many)"
         else:
             head = f"Trials: {self.finished} of {self.planned} planned finished"
+        ended = [f"{n} {what}" for n, what in ((self.stopped_early, "stopped early"),
+                                                (self.diverged, "diverged")) if n]
+        if ended:
+            head += (", " if self.planned is None else " (") + ", ".join(ended) + \
+                ("" if self.planned is None else ")")
         parts = []
         if self.failed:
             parts.append(f"{self.failed} failed")
@@ -74,8 +84,10 @@ class Outcome:
 
 
 def count_outcome(statuses: Iterable[str], planned: int | None,
-                  budget_s: float | None = None) -> Outcome:
+                  budget_s: float | None = None, stopped_early: int = 0,
+                  diverged: int = 0) -> Outcome:
     """The :class:`Outcome` of trials with Tune's ``statuses`` ("TERMINATED", "ERROR", ...)."""
     counts = Counter(str(s) for s in statuses)
     unfinished = sum(n for s, n in counts.items() if s not in ("TERMINATED", "ERROR"))
-    return Outcome(planned, counts["TERMINATED"], counts["ERROR"], unfinished, budget_s)
+    return Outcome(planned, counts["TERMINATED"], counts["ERROR"], unfinished, budget_s,
+                   stopped_early, diverged)

@@ -38,6 +38,45 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
                  logging_config=quiet_workers)
 
 
+def unfit_resources(request: dict[str, float], nodes: list[dict[str, float]]) -> list[str]:
+    """What of one trial's ``request`` (``cpu``, ``gpu``, custom names) no single node of
+    ``nodes`` (Ray's resources per node: ``CPU``, ``GPU``, ...) has; [] when some node fits it
+    whole. Each item: ``2 gpu requested, but no node has more than 0``."""
+    ray_names = {k: k.upper() if k in ("cpu", "gpu") else k for k in request}
+    wanted = {k: v for k, v in request.items() if v}
+    if any(all(node.get(ray_names[k], 0) >= v for k, v in wanted.items()) for node in nodes):
+        return []
+    return [f"{v:g} {k} requested, but no node has more than "
+            f"{max((node.get(ray_names[k], 0) for node in nodes), default=0):g}"
+            for k, v in wanted.items()
+            if not any(node.get(ray_names[k], 0) >= v for node in nodes)] or [
+        "no single node has all of " + ", ".join(f"{k}: {v:g}" for k, v in wanted.items())]
+
+
+def check_resources_fit(space: Space, exp: Experiment, *, from_command_line: bool = False,
+                        cluster: bool = False) -> None:
+    """Refuse per-trial resources that no node of the running Ray has (trials would wait
+    forever); on a cluster, whose autoscaler may add nodes, say that trials wait instead.
+
+    Raises:
+        SpaceError: (``ValueError`` when they came from ``--resources``) for a local Ray.
+    """
+    nodes = [dict(n.get("Resources", {})) for n in ray.nodes() if n.get("Alive")]
+    missing = unfit_resources(dict(exp.resources_per_trial), nodes)
+    if not missing:
+        return
+    problem = "; ".join(missing) + " (trials would wait for them forever)"
+    if cluster:
+        logger.warning("resources_per_trial: %s; trials wait until the cluster's autoscaler "
+                       "adds such a node", "; ".join(missing))
+        return
+    if from_command_line:
+        raise ValueError(f"--resources: {problem}")
+    named = [k for k in exp.resources_per_trial if any(m.split(" ")[1:2] == [k] for m in missing)]
+    key = named[0] if len(named) == 1 else None
+    raise space.error(problem, "experiment", "resources_per_trial", *([key] if key else []))
+
+
 def build_tuner(space: Space, exp: Experiment, *, experiment_dir: str | None = None,
                 verbose: int = 1, callbacks: list | None = None) -> tune.Tuner:
     """A ready ``tune.Tuner`` for ``exp`` (checked with :func:`plan_experiment`).
@@ -133,6 +172,8 @@ def run_experiment(space: Space, overrides: Overrides | None = None, *, resume: 
     # killed driver then forgets what finished meanwhile. Save at most every second instead.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
     init_ray(address)
+    check_resources_fit(space, exp, from_command_line=bool(overrides and overrides.resources),
+                        cluster=bool(address))
     if resume:
         path = find_experiment(exp)
         if path is None:

@@ -7,7 +7,7 @@ import logging
 import math
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
@@ -24,7 +24,9 @@ class ExperimentSummary:
         metric, mode: What was optimized.
         table: One row per trial (pandas DataFrame), best first: ranked by the metric at the
             trial's last report (what training with that config for that long gives, as
-            Tune's ``get_best_result``), with the best value it ever reported beside it.
+            Tune's ``get_best_result``), with the best value it ever reported beside it;
+            ``diverged`` (its last metric is NaN or infinite) and ``stopped_early`` (stopped
+            by the scheduler or a stop rule before the longest trial's length).
         best_config: Config of the best trial; after a race, of the winning candidate
             (without the instance key).
         candidates: After a race (``race``/``irace``), one row per candidate: the mean of
@@ -38,6 +40,8 @@ class ExperimentSummary:
             carried hypergradient checks (``hypergrad_converged``) and how many of them failed,
             over all reports and over each trial's last report (what a searcher reads); None
             when no trial reported any.
+        errors: Each distinct error of the failed trials (the last line of its ``error.txt``:
+            the exception and its message) -> the ids of the trials that ended with it.
     """
 
     path: str
@@ -48,6 +52,7 @@ class ExperimentSummary:
     candidates: Any = None
     hypergrad_checks: tuple[int, int, int, int] | None = None
     ranked_by: str = ""
+    errors: dict[str, list[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.ranked_by = self.ranked_by or self.metric
@@ -86,6 +91,7 @@ def summarize(path: str, metric: str | None = None, mode: str | None = None,
     options = searcher if isinstance(searcher, dict) else {}
     rank_by = rank_by or options.get("holdout_metric") or metric
     rows = []
+    errors: dict[str, list[str]] = {}
     checks = [0, 0, 0, 0]
     for trial in analysis.trials:
         history = analysis.trial_dataframes.get(trial.trial_id)
@@ -109,13 +115,27 @@ def summarize(path: str, metric: str | None = None, mode: str | None = None,
             column = [] if history is None or rank_by not in history else history[rank_by]
             value = finite_number(column.iloc[-1]) if len(column) else None
             held = {rank_by: math.nan if value is None else value}
+        reported = history is not None and len(history) > 0
+        raw = history[metric].iloc[-1] if reported and metric in history else None
+        error = _error_line(trial.path)
+        if error:
+            errors.setdefault(error, []).append(trial.trial_id)
         rows.append({"trial_id": trial.trial_id, metric: last, f"best_{metric}": best, **held,
                      "status": trial.status,
                      "iterations": 0 if history is None else len(history),
+                     # the metric's last report is NaN or infinite (the stopper ended it)
+                     "diverged": raw is not None and finite_number(raw) is None,
+                     # its last report came with a stop (Tune marks it done)
+                     "_stopped": reported and "done" in history
+                                 and _true(history["done"].iloc[-1]),
                      **{f"config/{k}": v for k, v in _flatten(trial.config).items()}})
     import pandas as pd
 
     table = pd.DataFrame(rows)
+    if not table.empty:  # stopped before the longest trial's length: early, by a decision
+        table["stopped_early"] = table["_stopped"] & (table["iterations"]
+                                                      < table["iterations"].max())
+        table = table.drop(columns="_stopped")
     if table.empty or table[metric].isna().all():
         raise ValueError(f"no trial reported a finite {metric!r}")
     if rank_by != metric and table[rank_by].isna().all():
@@ -133,7 +153,24 @@ def summarize(path: str, metric: str | None = None, mode: str | None = None,
         best_config = {k: v for k, v in next(t.config for t in analysis.trials
                                              if t.trial_id == best_id).items() if k != key}
     return ExperimentSummary(path, metric, mode, table.reset_index(drop=True), best_config,
-                             candidates, tuple(checks) if checks[0] else None, rank_by)
+                             candidates, tuple(checks) if checks[0] else None, rank_by, errors)
+
+
+def _true(value: Any) -> bool:
+    """A boolean cell that is True (NumPy's bool too; a missing cell, NaN, is not)."""
+    import numpy as np
+
+    return isinstance(value, (bool, np.bool_)) and bool(value)
+
+
+def _error_line(trial_path: str) -> str | None:
+    """The last line of a failed trial's ``error.txt`` (the exception and its message)."""
+    try:
+        with open(os.path.join(trial_path, "error.txt")) as handle:
+            lines = [line.strip() for line in handle if line.strip()]
+    except OSError:
+        return None
+    return lines[-1][:300] if lines else None
 
 
 class _MissingResults(logging.Filter):
@@ -190,6 +227,7 @@ def write_plots(summary: ExperimentSummary, folder: str) -> list[str]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
 
     os.makedirs(folder, exist_ok=True)
     table = summary.table
@@ -197,11 +235,17 @@ def write_plots(summary: ExperimentSummary, folder: str) -> list[str]:
     table = table.assign(_order=[order.get(t, i) for i, t in enumerate(table["trial_id"])])
     table = table.sort_values("_order")
     values = table[summary.metric].to_numpy(dtype=float)
+    early = table["stopped_early"].to_numpy(dtype=bool)
     best = _running_best(values, summary.mode)
     files = []
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(range(1, len(values) + 1), values, "o", label=summary.metric)
-    ax.plot(range(1, len(values) + 1), best, "-", label=f"best so far ({summary.mode})")
+    x = np.arange(1, len(values) + 1)
+    ax.plot(x[~early], values[~early], "o", label=summary.metric)
+    if early.any():  # hollow: stopped early by the scheduler (a shorter training)
+        ax.plot(x[early], values[early], "o", mfc="none", color="grey",
+                label=f"{summary.metric}, stopped early")
+    ax.plot(x, best, "-", label=f"best so far ({summary.mode})")
+    _log_scale_if_wide(ax, values, "y")
     ax.set_xlabel("trial (in start order)")
     ax.set_ylabel(summary.metric)
     ax.legend()
@@ -216,15 +260,18 @@ def write_plots(summary: ExperimentSummary, folder: str) -> list[str]:
         fig, ax = plt.subplots(figsize=(5, 4))
         numeric = series.map(lambda v: finite_number(v) is not None)
         if numeric.all():
-            ax.plot(series.astype(float), values, "o")
-            positive = (series.astype(float) > 0).all()
-            if positive and series.astype(float).max() / series.astype(float).min() > 100:
-                ax.set_xscale("log")
+            xs = series.astype(float).to_numpy()
+            ax.plot(xs[~early], values[~early], "o")
+            ax.plot(xs[early], values[early], "o", mfc="none", color="grey")
+            _log_scale_if_wide(ax, xs, "x")
         else:
             labels = series.astype(str)
             cats = sorted(labels.unique())
-            ax.plot([cats.index(v) for v in labels], values, "o")
+            xs = np.array([cats.index(v) for v in labels])
+            ax.plot(xs[~early], values[~early], "o")
+            ax.plot(xs[early], values[early], "o", mfc="none", color="grey")
             ax.set_xticks(range(len(cats)), cats, rotation=30)
+        _log_scale_if_wide(ax, values, "y")
         name = column[len("config/"):]
         ax.set_xlabel(name)
         ax.set_ylabel(summary.metric)
@@ -233,6 +280,16 @@ def write_plots(summary: ExperimentSummary, folder: str) -> list[str]:
         fig.savefig(files[-1], dpi=100)
         plt.close(fig)
     return files
+
+
+def _log_scale_if_wide(ax: Any, values: Any, axis: str) -> None:
+    """Log scale on ``axis`` when the finite values are positive and span over two decades."""
+    import numpy as np
+
+    finite = np.asarray(values, dtype=float)
+    finite = finite[np.isfinite(finite)]
+    if len(finite) and (finite > 0).all() and finite.max() / finite.min() > 100:
+        (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
 
 
 def _trial_order(summary: ExperimentSummary) -> dict[str, int]:
