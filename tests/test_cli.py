@@ -704,3 +704,35 @@ def test_resources_no_node_has_are_refused_not_left_pending(tmp_path, storage, r
     else:
         assert "--resources: 1 my_accelerator requested, but no node has more than 0" in err
     assert "Traceback" not in err
+
+
+def test_the_default_console_is_a_line_per_trial_and_the_summary(tmp_path, storage, ray_session,
+                                                                 capsys):
+    path = tmp_path / "console.yaml"
+    path.write_text(textwrap.dedent(f"""\
+        experiment:
+          name: console
+          trainable: quadratic
+          metric: loss
+          searcher: grid
+          num_samples: 1
+          max_concurrent_trials: 2
+          storage_path: {storage}
+        parameters:
+          x: {{type: grid, values: [0.1, 0.3]}}
+          fail_at: {{type: grid, values: [2, null]}}
+          iterations: 3
+        """))
+    assert main(["run", str(path)]) == 1  # two of the four trials fail
+    captured = capsys.readouterr()
+    out = captured.out + captured.err
+    lines = [line for line in out.splitlines() if line.startswith("autometa: [")]
+    assert len(lines) == 4, out
+    assert sum(" finished: loss " in line for line in lines) == 2
+    assert sum(line.endswith("failed: RuntimeError: planned failure at iteration 2")
+               for line in lines) == 2
+    assert sorted(int(line.split("[")[1].split("/")[0]) for line in lines) == [1, 2, 3, 4]
+    # no box per trial, no traceback, no token notice: the error's last line, once per trial
+    assert "╭" not in out and "Traceback" not in out and "Token authentication" not in out
+    assert "RuntimeError: planned failure at iteration 2  (trials " in out
+    assert "Trials: 2 of 4 planned finished; 2 failed." in out

@@ -74,9 +74,10 @@ def _parser() -> argparse.ArgumentParser:
                         "cpu=1,gpu=1,my_resource=1 (fractional gpu at most 1)")
     p.add_argument("--resume", action="store_true",
                    help="continue the latest interrupted run of this experiment")
-    p.add_argument("--verbosity", type=int, choices=(0, 1, 2), default=1,
-                   help="Tune's console output: 0 silent, 1 status tables (default), "
-                        "2 also each trial's results")
+    p.add_argument("--verbosity", type=int, choices=(0, 1, 2, 3), default=1,
+                   help="console output: 0 only the final summary, 1 a line per trial that "
+                        "ends and a status line every 30 s (default), 2 Tune's status tables "
+                        "and a box per trial, 3 also each trial's results")
     p.add_argument("--quiet", action="store_const", const=0, dest="verbosity",
                    help="same as --verbosity 0")
     p.set_defaults(handler=_run)
@@ -181,6 +182,15 @@ def _run(args: argparse.Namespace) -> int:
     exp = plan_experiment(space, overrides)  # fail on bad input before Ray starts
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.verbosity < 2:  # Tune's new console prints a box at the start even when silent
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+        # a failed trial's traceback (in its error.txt) and Tune's list of failed trials: the
+        # progress line and the summary say which failed, with the error's last line
+        logging.getLogger("ray.tune.execution.tune_controller").addFilter(_no_trial_traceback)
+        logging.getLogger("ray.tune.tune").addFilter(_no_trial_traceback)
+        # (the README's "Network" says what the notice means)
+        logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(
+            _no_token_notice)
     from autometa.launch.run import planned_trials, run_experiment
 
     print(f"autometa: {exp.searcher.name} searcher, {exp.scheduler.name} scheduler, "
@@ -191,7 +201,9 @@ def _run(args: argparse.Namespace) -> int:
     planned = planned_trials(space, exp)
     with _SigintWatch() as sigint:
         results, path = run_experiment(space, overrides, resume=args.resume,
-                                       address=args.address, verbose=args.verbosity)
+                                       address=args.address,
+                                       verbose=max(0, args.verbosity - 1),
+                                       progress=args.verbosity == 1)
     outcome = _report(results, path, exp, planned, saved)
     if exp.fail_fast and getattr(results, "errors", None):
         print(f"stopped at the first failed trial (fail_fast: true); after a fix, continue "
@@ -251,6 +263,16 @@ class _SigintWatch:
         if self._active:
             self.received = signal.getsignal(signal.SIGINT) is self._handler
             signal.signal(signal.SIGINT, self._previous)
+
+
+def _no_trial_traceback(record: logging.LogRecord) -> bool:
+    message = record.getMessage()
+    return not message.startswith(("Trial task failed for trial", "Trials did not complete"))
+
+
+def _no_token_notice(record: logging.LogRecord) -> bool:
+    """Drop Ray's "Token authentication is enabled" notice that opens every run."""
+    return "Token authentication is enabled" not in record.getMessage()
 
 
 def _no_tuner_restore_hint(record: logging.LogRecord) -> bool:

@@ -54,8 +54,10 @@ REFS = "autometa-checkpoint-refs.json"
 # Searcher, BasicVariantGenerator and CallbackList).
 STATE_FILES = ("experiment_state-*.json", "search_gen_state-*.json", "searcher-state-*.pkl",
                "basic-variant-state-*.json", "callback-states-*.pkl")
-# A trial's results, written by Tune's JSON and CSV logger callbacks.
+# A trial's results, written by Tune's JSON and CSV logger callbacks; with the error file that
+# Tune writes for a failed trial, what the driver keeps in its staging folder and copies later.
 RESULT_FILES = ("result.json", "progress.csv")
+STAGED_FILES = (*RESULT_FILES, "error.txt")
 
 
 def is_state_file(name: str) -> bool:
@@ -216,8 +218,8 @@ class DurableStateCallback(Callback):
 
 
 def copy_results(staging: str, folder: str) -> list[str]:
-    """Copy a trial's result files from Tune's staging folder on the driver to its folder
-    where they grew (each atomically: Tune's own background copy may write them meanwhile);
+    """Copy a trial's result files (and error file) from Tune's staging folder on the driver
+    to its folder where they grew (each atomically: Tune's own background copy may write them meanwhile);
     return the names copied.
 
     Tune writes results to the staging folder and copies them to the experiment folder in the
@@ -226,7 +228,7 @@ def copy_results(staging: str, folder: str) -> list[str]:
     good once the trial resumes after them.
     """
     copied = []
-    for name in RESULT_FILES:
+    for name in STAGED_FILES:
         source, target = os.path.join(staging, name), os.path.join(folder, name)
         try:
             if not _extends(source, target):

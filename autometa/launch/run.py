@@ -165,8 +165,14 @@ def restore_tuner(space: Space, exp: Experiment, experiment_dir: str) -> tune.Tu
 
 
 def run_experiment(space: Space, overrides: Overrides | None = None, *, resume: bool = False,
-                   address: str | None = None, verbose: int = 1) -> tuple[Any, str]:
-    """Run (or resume) the search described by ``space``; return the results and their folder."""
+                   address: str | None = None, verbose: int = 1,
+                   progress: bool = False) -> tuple[Any, str]:
+    """Run (or resume) the search described by ``space``; return the results and their folder.
+
+    ``verbose``: Tune's console output (0 silent, 1 status tables and a box per trial, 2 also
+    every result); ``progress``: autometa's own line per trial that ends
+    (:class:`~autometa.launch.progress.ConsoleProgress`; a resume keeps the first run's).
+    """
     exp = plan_experiment(space, overrides)
     # Tune saves the experiment state (trials, searcher) every 10 s or more by default; a
     # killed driver then forgets what finished meanwhile. Save at most every second instead.
@@ -186,13 +192,21 @@ def run_experiment(space: Space, overrides: Overrides | None = None, *, resume: 
             aside = set_aside(path)
             print(f"autometa: {err}, so no trial's progress was recorded: starting the search "
                   f"again (what it had written is in {aside})", flush=True)
-            tuner = build_tuner(space, exp, experiment_dir=path, verbose=verbose)
+            tuner = build_tuner(space, exp, experiment_dir=path, verbose=verbose,
+                                callbacks=_progress(space, exp, progress))
             write_space_copy(space, exp, path)
     else:
         path = new_experiment_dir(exp)
-        tuner = build_tuner(space, exp, experiment_dir=path, verbose=verbose)
+        tuner = build_tuner(space, exp, experiment_dir=path, verbose=verbose,
+                            callbacks=_progress(space, exp, progress))
         write_space_copy(space, exp, path)
     return tuner.fit(), path
+
+
+def _progress(space: Space, exp: Experiment, wanted: bool) -> list:
+    from autometa.launch.progress import ConsoleProgress
+
+    return [ConsoleProgress(exp.metric, exp.mode, planned_trials(space, exp))] if wanted else []
 
 
 SPACE_COPY = "autometa_space.yaml"
