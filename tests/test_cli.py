@@ -115,7 +115,10 @@ def test_convert_reports_what_target_cannot_express(capsys):
 def test_run_unknown_searcher_flag_exits_2(tmp_path, storage, capsys):
     file = quadratic_file(tmp_path, storage)
     assert main(["run", file, "--searcher", "nope"]) == 2
-    assert "unknown searcher 'nope'" in capsys.readouterr().err
+    err = capsys.readouterr().err  # the value came from the command line, not the file
+    assert "error: --searcher: unknown searcher 'nope'" in err and file not in err
+    assert main(["run", file, "--scheduler", "nope"]) == 2
+    assert "error: --scheduler: unknown scheduler 'nope'" in capsys.readouterr().err
 
 
 def test_run_then_show(tmp_path, storage, ray_session, capsys):
@@ -407,6 +410,8 @@ def test_race_from_a_file_interrupted_and_resumed(tmp_path, storage, ray_session
     assert main([*cmd[3:], "--resume"]) == 0  # (in this process: its Ray is started already)
     resumed = capsys.readouterr().out
     assert "Race winner: mean loss" in resumed, resumed
+    assert "candidates survived; the race ended because " in resumed, resumed
+    assert "it was stopped before its end" not in resumed, resumed
     pairs = [(r[-1]["config"]["x"], r[-1]["config"]["instance"])
              for r in (_rows(path, t) for t in _trial_dirs(path)) if r]
     assert len(pairs) == len(set(pairs)) > started  # went on, and ran no pair twice
@@ -736,3 +741,16 @@ def test_the_default_console_is_a_line_per_trial_and_the_summary(tmp_path, stora
     assert "╭" not in out and "Traceback" not in out and "Token authentication" not in out
     assert "RuntimeError: planned failure at iteration 2  (trials " in out
     assert "Trials: 2 of 4 planned finished; 2 failed." in out
+
+
+def test_convert_names_the_line_of_what_the_target_leaves_out_or_cannot_express(tmp_path,
+                                                                               capsys):
+    file = tmp_path / "nni.yaml"
+    file.write_text("parameters:\n"
+                    "  lr: {type: loguniform, low: 1.0e-4, high: 1.0, differentiable: true}\n"
+                    "  hidden: {type: randint, low: 16, high: 256, log: true}\n")
+    assert main(["convert", str(file), "--to", "nni-json"]) == 2
+    err = capsys.readouterr().err
+    assert f"warning: {file}:2: parameters.lr: NNI has no 'differentiable' marker" in err
+    assert f"error: {file}:3: parameters.hidden: NNI has no log-scale randint" in err
+    assert "UserWarning" not in err and "return _group" not in err  # no raw Python warning

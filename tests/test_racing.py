@@ -229,3 +229,23 @@ def test_instances_trainable_resumes_after_a_hyperband_pause(ray_session, storag
         assert r.metrics["loss"] == pytest.approx(mean)  # the first `last` instances, each once
         seen.append(last)
     assert min(seen) < 9 and max(seen) == 9  # Hyperband stopped some, ran others to the end
+
+
+def test_a_replayed_race_drops_the_same_candidates_and_says_why_it_ended():
+    from autometa.racing.race import Race, RaceSettings, replay_race
+
+    rng = np.random.default_rng(3)
+    settings = RaceSettings(min_instances=3, max_instances=8, alpha=0.05)
+    means = [0.0, 0.1, 2.0, 3.0, 0.05]
+    race = Race(len(means), settings)
+    values = [{} for _ in means]
+    while (pair := race.next_pair()) is not None:  # the race as the searcher runs it
+        c, k = pair
+        v = means[c] + 0.3 * rng.standard_normal()
+        values[c][k] = v
+        race.record(c, k, v)
+    assert race.finished and race.eliminated  # the clearly worse ones went
+    again = replay_race(values, settings)
+    assert again.alive == race.alive and again.eliminated == race.eliminated
+    assert again.end_reason == race.end_reason and again.end_reason is not None
+    assert Race(2, settings).end_reason is None  # still running

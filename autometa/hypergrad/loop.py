@@ -67,7 +67,8 @@ class HyperStepResult:
     """What one :meth:`HyperTrainer.step` did.
 
     Attributes:
-        train_loss: Mean inner loss over the step's inner iterations.
+        train_loss: Mean over the step's inner iterations of the loss each started from (what
+            ``optimizer.step`` returns: for L-BFGS with one inner iteration, the loss before it).
         val_loss: Validation loss at the weights the hypergradient was taken at.
         values: Hyperparameter values the step trained with and took the hypergradient at
             (so ``values``, ``val_loss`` and ``hypergrads`` describe one point).

@@ -121,7 +121,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="first flip this share of labels at random and report the AUROC of "
                         "finding them (a check of the method on these features)")
     p.add_argument("--seed", type=int, default=0, help="seed of --flip")
-    p.add_argument("-o", "--output", default="autometa_curation", help="output folder")
+    p.add_argument("-o", "--output", default="autometa_curation",
+                   help="output folder (default: autometa_curation)")
     p.set_defaults(handler=_curate)
 
     p = sub.add_parser("convert", help="convert a search-space file",
@@ -340,6 +341,10 @@ def _report(results: object, path: str, exp: Experiment, planned: int | None,
         print(f"Race winner: mean {metric} = {top[f'mean_{metric}']:.6g} over "
               f"{top['instances']} instances ({len(summary.candidates)} candidates, "
               f"{len(summary.table)} trials)")
+        if "survivor" in summary.candidates:
+            print(f"  {int(summary.candidates['survivor'].sum())} of "
+                  f"{len(summary.candidates)} candidates survived; the race ended because "
+                  f"{summary.race_end or 'it was stopped before its end'}")
     else:
         print(f"Best trial {best['trial_id']}: {metric} = {best[metric]:.6g} at its last "
               f"report ({best['iterations']} reports; {len(summary.table)} trials)")
@@ -467,6 +472,15 @@ def _curate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _located(space: object, message: str) -> Exception:
+    """``message`` ("<parameter key>: problem") as the file's ``file:line: parameters.<key>:
+    problem`` error when it names a parameter of ``space``; a plain ValueError otherwise."""
+    key, sep, problem = message.partition(": ")
+    if sep and key in space:  # type: ignore[operator]
+        return space.error(problem, "parameters", *key.split("."))  # type: ignore[attr-defined]
+    return ValueError(message)
+
+
 def _policy_show(args: argparse.Namespace) -> int:
     from autometa.augment.policy_file import load_policy
 
@@ -486,20 +500,31 @@ def _policy_export(args: argparse.Namespace) -> int:
 
 def _convert(args: argparse.Namespace) -> int:
     import json
+    import warnings
 
     space = load_space(args.file)
-    if args.to == "configspace-json":
-        from autometa.convert.configspace import to_configspace_json
+    error = None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            if args.to == "configspace-json":
+                from autometa.convert.configspace import to_configspace_json
 
-        text = to_configspace_json(space)
-    elif args.to == "nni-json":
-        from autometa.convert.nni import to_nni
+                text = to_configspace_json(space)
+            elif args.to == "nni-json":
+                from autometa.convert.nni import to_nni
 
-        text = json.dumps(to_nni(space), indent=2) + "\n"
-    else:
-        from autometa.convert.document import dump_document
+                text = json.dumps(to_nni(space), indent=2) + "\n"
+            else:
+                from autometa.convert.document import dump_document
 
-        text = dump_document(space, args.to)
+                text = dump_document(space, args.to)
+        except ValueError as err:  # "<parameter>: what the target cannot express"
+            error = _located(space, str(err))
+    for warning in caught:  # what the target leaves out, as file:line: key: ... lines
+        print(f"warning: {_located(space, str(warning.message))}", file=sys.stderr)
+    if error is not None:
+        raise error
     if args.output:
         with open(args.output, "w") as handle:
             handle.write(text)

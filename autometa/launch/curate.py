@@ -116,11 +116,13 @@ def curate(features: np.ndarray, labels: np.ndarray, output: str, ridge: float =
 
         auroc = float(roc_auc_score(flipped, derivative))
     plot = os.path.join(output, "derivative_hist.png")
-    _histogram(derivative, flags, plot)
+    _histogram(derivative, flags, plot, flipped)
     return CurationReport(error, derivative, flags, flipped, auroc, [table, plot])
 
 
-def _histogram(derivative: np.ndarray, flags: np.ndarray, file: str) -> None:
+def _histogram(derivative: np.ndarray, flags: np.ndarray, file: str,
+               flipped: np.ndarray | None = None) -> None:
+    """Kept and suspect samples; with ``flipped`` (``--flip``), the flipped ones outlined."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -130,6 +132,9 @@ def _histogram(derivative: np.ndarray, flags: np.ndarray, file: str) -> None:
     bins = np.linspace(derivative.min(), derivative.max(), 60)
     ax.hist(derivative[~flags], bins=bins, label="kept")
     ax.hist(derivative[flags], bins=bins, label="suspect")
+    if flipped is not None and flipped.any():
+        ax.hist(derivative[flipped.astype(bool)], bins=bins, histtype="step", color="black",
+                linewidth=1.5, label="flipped (--flip)")
     ax.set_xlabel("d LOO error / d sample weight")
     ax.set_ylabel("samples")
     ax.set_yscale("log")

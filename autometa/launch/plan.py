@@ -59,12 +59,17 @@ def plan_experiment(space: Space, overrides: Overrides | None = None,
 
     where = ("experiment",)
     if exp.searcher.name not in SEARCHERS:
-        raise space.error(f"unknown searcher {exp.searcher.name!r}; expected one of "
-                          f"{sorted(SEARCHERS)}", *where, "searcher")
+        problem = f"unknown searcher {exp.searcher.name!r}; expected one of {sorted(SEARCHERS)}"
+        if o.searcher:  # the command line's, not the file's
+            raise ValueError(f"--searcher: {problem}")
+        raise space.error(problem, *where, "searcher")
     _check_options(space, exp.searcher, searcher_options(exp.searcher.name), "searcher")
     if exp.scheduler.name not in SCHEDULERS:
-        raise space.error(f"unknown scheduler {exp.scheduler.name!r}; expected one of "
-                          f"{sorted(SCHEDULERS)}", *where, "scheduler")
+        problem = (f"unknown scheduler {exp.scheduler.name!r}; expected one of "
+                   f"{sorted(SCHEDULERS)}")
+        if o.scheduler:
+            raise ValueError(f"--scheduler: {problem}")
+        raise space.error(problem, *where, "scheduler")
     _check_options(space, exp.scheduler, scheduler_options(exp.scheduler.name), "scheduler")
     required = REQUIRED_SEARCHER.get(exp.scheduler.name)
     if required and exp.searcher.name != required:

@@ -31,7 +31,9 @@ class ExperimentSummary:
             (without the instance key).
         candidates: After a race (``race``/``irace``), one row per candidate: the mean of
             the metric over its instances and how many it ran, the survivors (most
-            instances) first, then by mean; None otherwise.
+            instances) first, then by mean; after a ``race``, also ``survivor`` and
+            ``eliminated_after`` (instances it had run when the race dropped it). None
+            otherwise.
         ranked_by: The result key the trials were ranked by: the metric, or the hypergradient
             searcher's ``holdout_metric`` when the experiment set one (the descent follows
             the metric, so the metric of its best trial is biased low: the trial chosen is the
@@ -40,6 +42,8 @@ class ExperimentSummary:
             carried hypergradient checks (``hypergrad_converged``) and how many of them failed,
             over all reports and over each trial's last report (what a searcher reads); None
             when no trial reported any.
+        race_end: After a ``race``, why it ended ("one candidate was left", ...), from
+            replaying it on the results; None otherwise (or while it runs).
         errors: Each distinct error of the failed trials (the last line of its ``error.txt``:
             the exception and its message) -> the ids of the trials that ended with it.
     """
@@ -53,6 +57,7 @@ class ExperimentSummary:
     hypergrad_checks: tuple[int, int, int, int] | None = None
     ranked_by: str = ""
     errors: dict[str, list[str]] = field(default_factory=dict)
+    race_end: str | None = None
 
     def __post_init__(self) -> None:
         self.ranked_by = self.ranked_by or self.metric
@@ -144,16 +149,52 @@ def summarize(path: str, metric: str | None = None, mode: str | None = None,
                               ascending=(mode == "min"), na_position="last")
     best_id = table.iloc[0]["trial_id"]
     best_config = next(t.config for t in analysis.trials if t.trial_id == best_id)
-    candidates = None
+    candidates, race_end = None, None
     name = searcher.get("name") if isinstance(searcher, dict) else searcher
     if name in ("race", "irace"):
         key = (searcher.get("instance_key") if isinstance(searcher, dict) else None) or "instance"
         candidates = race_candidates(table, metric, mode, key)
+        if name == "race":  # one F-race: replayed, it says who survived and why it ended
+            budget = {"budget": options.get("budget", saved.get("num_samples"))}  # (as run)
+            candidates, race_end = replay_outcome(table, candidates, metric, mode, key,
+                                                  {**options, **budget})
         best_id = candidates.iloc[0]["trial_id"]
         best_config = {k: v for k, v in next(t.config for t in analysis.trials
                                              if t.trial_id == best_id).items() if k != key}
     return ExperimentSummary(path, metric, mode, table.reset_index(drop=True), best_config,
-                             candidates, tuple(checks) if checks[0] else None, rank_by, errors)
+                             candidates, tuple(checks) if checks[0] else None, rank_by, errors,
+                             race_end)
+
+
+def replay_outcome(table: Any, candidates: Any, metric: str, mode: str, instance_key: str,
+                   options: dict[str, Any]) -> tuple[Any, str | None]:
+    """The candidates with ``survivor`` and ``eliminated_after`` (instances) columns, and why
+    the race ended, from replaying it on the trials' results (:func:`replay_race`)."""
+    from autometa.racing.race import RaceSettings, replay_race
+
+    defaults = {"min_instances": 5, "max_instances": 10, "alpha": 0.05, "test": "friedman"}
+    try:
+        settings = RaceSettings(**{k: options.get(k, v) for k, v in defaults.items()})
+    except (TypeError, ValueError):
+        return candidates, None
+    order = list(options.get("instances") or range(settings.max_instances))
+    columns = [c for c in table.columns
+               if c.startswith("config/") and c != f"config/{instance_key}"]
+    ids = {tuple(map(str, row)): i for i, row in
+           enumerate(candidates[columns].itertuples(index=False, name=None))}
+    values: list[dict[int, float]] = [{} for _ in ids]
+    sign = 1.0 if mode == "min" else -1.0
+    for _, cells in table.iterrows():
+        candidate = ids.get(tuple(str(cells[c]) for c in columns))
+        instance = cells.get(f"config/{instance_key}")
+        if candidate is None or instance not in order:
+            continue
+        value = finite_number(cells[metric])
+        values[candidate][order.index(instance)] = math.inf if value is None else sign * value
+    race = replay_race(values, settings, options.get("budget"))
+    out = candidates.assign(survivor=[i in race.alive for i in range(len(values))],
+                            eliminated_after=[race.eliminated.get(i) for i in range(len(values))])
+    return out, race.end_reason
 
 
 def _true(value: Any) -> bool:

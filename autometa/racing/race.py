@@ -142,6 +142,33 @@ class Race:
         """The winner so far."""
         return self.ranking()[0]
 
+    @property
+    def end_reason(self) -> str | None:
+        """Why the race ended, in words (None while it runs)."""
+        if not self.finished:
+            return None
+        if len(self.alive) <= 1:
+            return "one candidate was left"
+        if self.complete_blocks() >= self.settings.max_instances:
+            return (f"the {len(self.alive)} survivors had run all {self.settings.max_instances} "
+                    f"instances (max_instances)")
+        return f"its budget of {self.budget} evaluations was spent"
+
     def evaluations(self) -> int:
         """Results recorded so far."""
         return sum(len(r) for r in self.results)
+
+
+def replay_race(values: list[dict[int, float]], settings: RaceSettings,
+                budget: int | None = None) -> Race:
+    """The race that ``values`` (per candidate: instance -> result, to minimize; a failure
+    None or non-finite) came from, replayed block by block: the same tests on the same complete
+    blocks drop the same candidates, so its ``alive``, ``eliminated`` and ``end_reason`` are
+    the original race's (what a results folder can say about a race after the run)."""
+    race = Race(len(values), settings, budget=budget)
+    for k in range(settings.max_instances):
+        for c in list(race.alive):
+            if k in values[c]:
+                race.record(c, k, values[c][k])
+    race.handed_out = race.evaluations()
+    return race

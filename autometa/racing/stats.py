@@ -7,8 +7,12 @@ Non-finite values (a failed or diverged evaluation) rank last within their block
 * Friedman test (``scipy.stats.friedmanchisquare``): do the candidates differ at all?
 * Post-hoc, each candidate against the best one (smallest rank sum), Holm-corrected:
 
-  - ``"friedman"`` (the default, as irace's F-race): Conover's test on the within-block
-    ranks :math:`R_{ij}`. With :math:`R_j = \sum_i R_{ij}`, :math:`A = \sum_{ij} R_{ij}^2`,
+  - ``"friedman"`` (the default; the Friedman + Conover scheme of F-race, though not irace's
+    exact rule: irace compares each candidate with the best against a two-sided critical
+    value with no multiplicity correction, this module takes one-sided p-values,
+    Holm-corrected over the k-1 comparisons, so the two can drop different candidates):
+    Conover's test on the within-block ranks :math:`R_{ij}`. With
+    :math:`R_j = \sum_i R_{ij}`, :math:`A = \sum_{ij} R_{ij}^2`,
     the statistic for candidates :math:`j, l` is
     :math:`t = |R_j - R_l| \big/ \sqrt{2 (nA - \sum_j R_j^2) / ((n-1)(k-1))}`,
     Student-t with :math:`(n-1)(k-1)` degrees of freedom (Conover 1999, ch. 5.8). When every

@@ -39,7 +39,8 @@ class RacingSearcher(SpaceSearcher):
         min_instances: Instances every candidate sees before the first test.
         max_instances: Instances at most (the race ends there).
         alpha: Level of the tests.
-        test: ``"friedman"`` (Friedman + Conover post hoc, as F-race), ``"wilcoxon"`` or ``"t"``
+        test: ``"friedman"`` (Friedman + Conover post hoc, one-sided, Holm-corrected: not
+            irace's exact rule, see :mod:`autometa.racing.stats`), ``"wilcoxon"`` or ``"t"``
             (Friedman, then that paired test against the best), Holm-corrected.
         instance_key: Config key that tells a trial which instance to run (``seed``, ``fold``).
         instances: The instance values, in order (default ``0 .. max_instances - 1``).
