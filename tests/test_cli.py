@@ -754,3 +754,34 @@ def test_convert_names_the_line_of_what_the_target_leaves_out_or_cannot_express(
     assert f"warning: {file}:2: parameters.lr: NNI has no 'differentiable' marker" in err
     assert f"error: {file}:3: parameters.hidden: NNI has no log-scale randint" in err
     assert "UserWarning" not in err and "return _group" not in err  # no raw Python warning
+
+
+@pytest.mark.parametrize("reports, code, says", [
+    ('{"acc": 0.5}', 2, "experiment.metric: the trainable's reports have no 'loss' (a report "
+                        "had: acc): report it"),
+    ('{"loss": "low"}', 1, "no trial reported a finite 'loss' (a trial's last report had "
+                           "loss='low', a str: report a number)"),
+])
+def test_a_trainable_reporting_the_wrong_key_or_a_string_is_told_so(tmp_path, storage,
+                                                                   ray_session, capsys,
+                                                                   reports, code, says):
+    module = f"reports_{code}"  # (a module name of its own: sys.path keeps earlier folders)
+    (tmp_path / f"{module}.py").write_text(
+        "from ray import tune\n\n\ndef train(config):\n"
+        f"    for _ in range(2):\n        tune.report({reports})\n")
+    path = tmp_path / "space.yaml"
+    path.write_text(textwrap.dedent(f"""\
+        experiment:
+          name: reports{code}
+          trainable: {module}:train
+          metric: loss
+          searcher: random
+          num_samples: 2
+          storage_path: {storage}
+        parameters:
+          x: {{type: uniform, low: 0, high: 1}}
+        """))
+    assert main(["run", str(path), "--quiet"]) == code
+    captured = capsys.readouterr()
+    assert says in captured.out + captured.err
+    assert "Traceback" not in captured.out + captured.err

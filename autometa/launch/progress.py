@@ -64,6 +64,7 @@ class ConsoleProgress(Callback):
         value = self._value(trial)
         raw = result.get(self.metric)
         shown = (f"{self.metric} {value:.6g}" if value is not None else
+                 f"{self.metric} {raw!r} (not a number)" if isinstance(raw, str) else
                  f"{self.metric} {raw} (diverged)" if raw is not None else
                  f"no {self.metric} reported")
         best = self._best(trials, also=trial)

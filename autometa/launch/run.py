@@ -9,6 +9,7 @@ from typing import Any
 
 import ray
 from ray import tune
+from ray.tune.error import TuneError
 from ray.tune.search import ConcurrencyLimiter
 
 from autometa.launch.durable import FOLDER, DurableStateCallback, NoSavedState, restore_snapshot
@@ -25,6 +26,22 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     if ray.is_initialized():
         return
     quiet_workers = ray.LoggingConfig(log_level="WARNING")  # no per-checkpoint INFO lines
+    before = list(logging.getLogger().handlers)
+    try:
+        _init(address, num_cpus, quiet_workers)
+    finally:
+        # Ray's logging config adds a handler to the root logger: with the command line's
+        # own, autometa's warnings would print twice; Ray's copy is dropped
+        for handler in logging.getLogger().handlers:
+            if handler not in before and before:
+                handler.addFilter(_not_autometa)
+
+
+def _not_autometa(record: logging.LogRecord) -> bool:
+    return not record.name.startswith("autometa")
+
+
+def _init(address: str | None, num_cpus: int | None, quiet_workers: Any) -> None:
     if address:
         ray.init(address=address, logging_config=quiet_workers)
     else:
@@ -34,8 +51,10 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         if stopped:
             print(f"autometa: stopped {len(stopped)} Ray process(es) that a killed run left "
                   f"behind (pids {', '.join(map(str, stopped))})", flush=True)
-        ray.init(num_cpus=num_cpus, include_dashboard=False, dashboard_host="127.0.0.1",
-                 logging_config=quiet_workers)
+        # address="local": a Ray of its own, even where `ray start` left a cluster running
+        # (Ray's default joins that one)
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
+                 dashboard_host="127.0.0.1", logging_config=quiet_workers)
 
 
 def unfit_resources(request: dict[str, float], nodes: list[dict[str, float]]) -> list[str]:
@@ -200,7 +219,35 @@ def run_experiment(space: Space, overrides: Overrides | None = None, *, resume: 
         tuner = build_tuner(space, exp, experiment_dir=path, verbose=verbose,
                             callbacks=_progress(space, exp, progress))
         write_space_copy(space, exp, path)
-    return tuner.fit(), path
+    try:
+        return tuner.fit(), path
+    except TuneError as err:
+        reported = metric_missing_from(str(err))
+        if reported is None:
+            raise
+        keys = ", ".join(reported) or "no keys of its own"
+        raise space.error(f"the trainable's reports have no {exp.metric!r} (a report had: "
+                          f"{keys}): report it, tune.report({{{exp.metric!r}: value}}), or set "
+                          f"metric to the key it reports", "experiment", "metric") from None
+
+
+# Keys Tune adds to every report (not the trainable's own).
+TUNE_KEYS = frozenset({"timestamp", "checkpoint_dir_name", "should_checkpoint", "done",
+                       "training_iteration", "trial_id", "date", "time_this_iter_s",
+                       "time_total_s", "pid", "hostname", "node_ip", "config",
+                       "time_since_restore", "iterations_since_restore"})
+
+
+def metric_missing_from(message: str) -> list[str] | None:
+    """The trainable's own keys of the report that Tune's strict metric check refused (its
+    error message quotes the report), or None when ``message`` is about something else."""
+    import re
+
+    if "did not include the specified metric" not in message:
+        return None
+    report = message.partition("Result: ")[2]
+    keys = re.findall(r"'([^']+)':", report.split("\n")[0])
+    return [k for k in dict.fromkeys(keys) if k not in TUNE_KEYS and not k.startswith("config/")]
 
 
 def _progress(space: Space, exp: Experiment, wanted: bool) -> list:

@@ -95,7 +95,7 @@ def summarize(path: str, metric: str | None = None, mode: str | None = None,
     searcher = saved.get("searcher")
     options = searcher if isinstance(searcher, dict) else {}
     rank_by = rank_by or options.get("holdout_metric") or metric
-    rows = []
+    rows, raws = [], []
     errors: dict[str, list[str]] = {}
     checks = [0, 0, 0, 0]
     for trial in analysis.trials:
@@ -122,6 +122,7 @@ def summarize(path: str, metric: str | None = None, mode: str | None = None,
             held = {rank_by: math.nan if value is None else value}
         reported = history is not None and len(history) > 0
         raw = history[metric].iloc[-1] if reported and metric in history else None
+        raws.append(raw)
         error = _error_line(trial.path)
         if error:
             errors.setdefault(error, []).append(trial.trial_id)
@@ -142,7 +143,10 @@ def summarize(path: str, metric: str | None = None, mode: str | None = None,
                                                       < table["iterations"].max())
         table = table.drop(columns="_stopped")
     if table.empty or table[metric].isna().all():
-        raise ValueError(f"no trial reported a finite {metric!r}")
+        seen = [r for r in raws if r is not None]
+        hint = (f" (a trial's last report had {metric}={seen[0]!r}, a {type(seen[0]).__name__}: "
+                f"report a number)" if seen and isinstance(seen[0], str) else "")
+        raise ValueError(f"no trial reported a finite {metric!r}{hint}")
     if rank_by != metric and table[rank_by].isna().all():
         rank_by = metric  # no trial reported it: say so below by ranking on the metric
     table = table.sort_values([rank_by, metric] if rank_by != metric else metric,
