@@ -785,3 +785,13 @@ def test_a_trainable_reporting_the_wrong_key_or_a_string_is_told_so(tmp_path, st
     captured = capsys.readouterr()
     assert says in captured.out + captured.err
     assert "Traceback" not in captured.out + captured.err
+
+
+def test_plots_use_a_log_axis_for_log_scale_parameters_and_wide_values():
+    from autometa.launch.show import log_axis
+
+    assert log_axis([0.002, 0.01, 0.09], declared=True)  # a loguniform lr, under 2 decades
+    assert not log_axis([0.002, 0.01, 0.09])
+    assert log_axis([0.18, 2.3, 40.0])  # a metric over more than two decades
+    assert not log_axis([-1.0, 2.0, 300.0], declared=True)  # not all positive
+    assert not log_axis([float("nan")], declared=True)

@@ -276,6 +276,7 @@ def write_plots(summary: ExperimentSummary, folder: str) -> list[str]:
 
     os.makedirs(folder, exist_ok=True)
     table = summary.table
+    logs = _log_scaled(summary.path)
     order = _trial_order(summary)
     table = table.assign(_order=[order.get(t, i) for i, t in enumerate(table["trial_id"])])
     table = table.sort_values("_order")
@@ -290,7 +291,8 @@ def write_plots(summary: ExperimentSummary, folder: str) -> list[str]:
         ax.plot(x[early], values[early], "o", mfc="none", color="grey",
                 label=f"{summary.metric}, stopped early")
     ax.plot(x, best, "-", label=f"best so far ({summary.mode})")
-    _log_scale_if_wide(ax, values, "y")
+    if log_axis(values):
+        ax.set_yscale("log")
     ax.set_xlabel("trial (in start order)")
     ax.set_ylabel(summary.metric)
     ax.legend()
@@ -308,7 +310,8 @@ def write_plots(summary: ExperimentSummary, folder: str) -> list[str]:
             xs = series.astype(float).to_numpy()
             ax.plot(xs[~early], values[~early], "o")
             ax.plot(xs[early], values[early], "o", mfc="none", color="grey")
-            _log_scale_if_wide(ax, xs, "x")
+            if log_axis(xs, column[len("config/"):].replace("/", ".") in logs):
+                ax.set_xscale("log")
         else:
             labels = series.astype(str)
             cats = sorted(labels.unique())
@@ -316,7 +319,8 @@ def write_plots(summary: ExperimentSummary, folder: str) -> list[str]:
             ax.plot(xs[~early], values[~early], "o")
             ax.plot(xs[early], values[early], "o", mfc="none", color="grey")
             ax.set_xticks(range(len(cats)), cats, rotation=30)
-        _log_scale_if_wide(ax, values, "y")
+        if log_axis(values):
+            ax.set_yscale("log")
         name = column[len("config/"):]
         ax.set_xlabel(name)
         ax.set_ylabel(summary.metric)
@@ -327,14 +331,29 @@ def write_plots(summary: ExperimentSummary, folder: str) -> list[str]:
     return files
 
 
-def _log_scale_if_wide(ax: Any, values: Any, axis: str) -> None:
-    """Log scale on ``axis`` when the finite values are positive and span over two decades."""
+def _log_scaled(path: str) -> set[str]:
+    """Keys of the parameters drawn on a log scale, from the space copy ``autometa run`` left
+    in the experiment folder (empty without one)."""
+    from autometa.space import SpaceError, load_space
+
+    try:
+        space = load_space(os.path.join(path, "autometa_space.yaml"))
+    except (SpaceError, OSError, ValueError):
+        return set()
+    return {p.key for p in space.parameters if getattr(p, "log", False)}
+
+
+def log_axis(values: Any, declared: bool = False) -> bool:
+    """Whether to plot ``values`` on a log axis: their finite values are all positive and
+    either the parameter is drawn on a log scale (``declared``) or they span over two
+    decades."""
     import numpy as np
 
     finite = np.asarray(values, dtype=float)
     finite = finite[np.isfinite(finite)]
-    if len(finite) and (finite > 0).all() and finite.max() / finite.min() > 100:
-        (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
+    if not len(finite) or not (finite > 0).all():
+        return False
+    return declared or finite.max() / finite.min() > 100
 
 
 def _trial_order(summary: ExperimentSummary) -> dict[str, int]:
