@@ -795,3 +795,22 @@ def test_plots_use_a_log_axis_for_log_scale_parameters_and_wide_values():
     assert log_axis([0.18, 2.3, 40.0])  # a metric over more than two decades
     assert not log_axis([-1.0, 2.0, 300.0], declared=True)  # not all positive
     assert not log_axis([float("nan")], declared=True)
+
+
+def test_log_records_reach_the_stderr_of_now_not_the_one_ray_was_imported_with(capsys):
+    import io
+    import logging
+
+    import ray  # noqa: F401  (its import installs the handler)
+
+    from autometa.launch import cli
+
+    ray_logger = logging.getLogger("ray")
+    handlers = [h for h in ray_logger.handlers if type(h).__name__ == "PlainRayHandler"]
+    assert handlers, "Ray no longer installs its PlainRayHandler: revisit cli._log_to_stderr"
+    closed = io.StringIO()
+    closed.close()
+    handlers[0].stream = closed  # what an embedding program's replaced stderr leaves behind
+    cli._log_to_stderr()
+    logging.getLogger("ray.tune.tune").warning("a warning after stderr was replaced")
+    assert "a warning after stderr was replaced" in capsys.readouterr().err

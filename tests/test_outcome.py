@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from autometa.launch.outcome import count_outcome
+from autometa.launch.outcome import count_outcome, error_line
 
 
 def test_a_complete_run_exits_zero():
@@ -40,3 +40,12 @@ def test_stopped_early_and_diverged_trials_are_counted_as_finished():
     outcome = count_outcome(["TERMINATED"] * 8, planned=8, stopped_early=3, diverged=1)
     assert outcome.exit_code == 0
     assert outcome.line() == "Trials: 8 of 8 planned finished (3 stopped early, 1 diverged)."
+
+
+def test_the_error_line_is_the_last_line_of_the_error_file(tmp_path):
+    file = tmp_path / "error.txt"
+    file.write_text("Traceback (most recent call last):\n  File x\nValueError: bad lr\n\n")
+    assert error_line(str(file)) == "ValueError: bad lr"
+    file.write_text("")
+    assert error_line(str(file)) is None
+    assert error_line(str(tmp_path / "missing.txt")) is None and error_line(None) is None

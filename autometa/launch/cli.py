@@ -12,14 +12,16 @@ import os
 import shlex
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from autometa.launch.outcome import EXIT_TRIALS_LOST
-from autometa.space import Experiment, SpaceError, load_space
-
-if TYPE_CHECKING:
-    from autometa.launch.outcome import Outcome
-    from autometa.launch.show import ExperimentSummary
+from autometa.launch.report import (
+    hypergrad_summary,
+    print_report,
+    saved_outcome,
+    saved_progress,
+    unfinished,
+)
+from autometa.space import SpaceError, load_space
 
 EXIT_BAD_INPUT = 2
 CONVERT_TARGETS = ("configspace-json", "nni-json", "yaml", "json")
@@ -182,7 +184,7 @@ def _run(args: argparse.Namespace) -> int:
                           name=args.name, resources=args.resources)
     exp = plan_experiment(space, overrides)  # fail on bad input before Ray starts
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    _log_to_stderr()
     if args.verbosity < 2:  # Tune's new console prints a box at the start even when silent
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
         # a failed trial's traceback (in its error.txt) and Tune's list of failed trials: the
@@ -198,19 +200,19 @@ def _run(args: argparse.Namespace) -> int:
           f"{exp.trainable} trainable, metric {exp.metric} ({exp.mode})", flush=True)
     # Tune's hint to resume is Python; we print the command (below)
     logging.getLogger("ray.tune.tune").addFilter(_no_tuner_restore_hint)
-    saved = _saved_progress(exp) if args.resume else None
+    saved = saved_progress(exp) if args.resume else None
     planned = planned_trials(space, exp)
     with _SigintWatch() as sigint:
         results, path = run_experiment(space, overrides, resume=args.resume,
                                        address=args.address,
                                        verbose=max(0, args.verbosity - 1),
                                        progress=args.verbosity == 1)
-    outcome = _report(results, path, exp, planned, saved)
+    outcome = print_report(results, path, exp, planned, saved)
     if exp.fail_fast and getattr(results, "errors", None):
         print(f"stopped at the first failed trial (fail_fast: true); after a fix, continue "
               f"with: {resume_command(args)}", file=sys.stderr)
         return EXIT_TRIALS_LOST
-    if sigint.received or _unfinished(results):  # Ctrl-C: Tune saved the state
+    if sigint.received or unfinished(results):  # Ctrl-C: Tune saved the state
         print(f"interrupted: continue with: {resume_command(args)}", file=sys.stderr)
         return 130
     if outcome is None:
@@ -266,6 +268,36 @@ class _SigintWatch:
             signal.signal(signal.SIGINT, self._previous)
 
 
+class _CurrentStderr(logging.StreamHandler):
+    """A handler that writes to whatever ``sys.stderr`` is now (basicConfig binds the stream
+    of the first call: a replaced or closed one in an embedding program, or a test)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+
+    @property
+    def stream(self):  # noqa: D102
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
+def _log_to_stderr() -> None:
+    """Warnings go to the console (as ``logging.basicConfig`` would: not where the program
+    configured logging itself), to the ``sys.stderr`` of now: Ray's own handler keeps the
+    stream of the time Ray was imported, which an embedding program may have closed since."""
+    root = logging.getLogger()
+    if not root.handlers:
+        root.addHandler(_CurrentStderr())
+        root.setLevel(logging.WARNING)
+    for handler in logging.getLogger("ray").handlers:
+        if type(handler).__name__ == "PlainRayHandler" and handler.stream is not sys.stderr:
+            handler.stream = sys.stderr  # (setStream would flush the old, closed one)
+
+
 def _no_trial_traceback(record: logging.LogRecord) -> bool:
     message = record.getMessage()
     return not message.startswith(("Trial task failed for trial", "Trials did not complete"))
@@ -279,125 +311,6 @@ def _no_token_notice(record: logging.LogRecord) -> bool:
 def _no_tuner_restore_hint(record: logging.LogRecord) -> bool:
     """Drop Tune's "Resume experiment with: Tuner.restore(...)": Python, not a command."""
     return "Tuner.restore(" not in record.getMessage()
-
-
-def _saved_progress(exp: Experiment) -> dict[str, int] | None:
-    """Reports saved per trial of the experiment to resume (None: nothing readable), read
-    after its last snapshot is put back (:func:`restore_snapshot`, which says so)."""
-    from autometa.launch.durable import restore_snapshot
-    from autometa.launch.run import find_experiment
-    from autometa.launch.show import summarize
-
-    path = find_experiment(exp)
-    try:
-        message = restore_snapshot(path) if path else None  # run_experiment then finds it done
-        if message:
-            print(message, flush=True)
-        return _progress(summarize(path, metric=exp.metric, mode=exp.mode)) if path else None
-    except (FileNotFoundError, ValueError):  # NoSavedState too: run_experiment starts over
-        return None
-
-
-def _progress(summary: ExperimentSummary) -> dict[str, int]:
-    return dict(zip(summary.table["trial_id"], summary.table["iterations"], strict=True))
-
-
-def _unfinished(results: object) -> int:
-    try:
-        return len(results) - results.num_terminated - results.num_errors  # type: ignore
-    except (AttributeError, TypeError):
-        return 0
-
-
-def _report(results: object, path: str, exp: Experiment, planned: int | None,
-            saved: dict[str, int] | None = None) -> Outcome | None:
-    """Print the results; return how the run ended (None: no trial reported the metric).
-    ``planned``: the trials a complete run finishes; ``saved``: the reports per trial before a
-    resume."""
-    import yaml
-
-    from autometa.launch.show import summarize, write_best_config
-
-    metric, mode = exp.metric, exp.mode
-    print()
-    errors = list(getattr(results, "errors", []) or [])
-    try:
-        summary = summarize(path, metric=metric, mode=mode)
-    except ValueError as err:
-        if errors:
-            print(f"{len(errors)} trial(s) failed; their errors are in {path}")
-        print(f"{err}; results are in {path}")
-        return None
-    if errors or summary.errors:
-        print(f"{max(len(errors), sum(map(len, summary.errors.values())))} trial(s) failed; "
-              f"their errors are in {path}:")
-        print(error_lines(summary.errors))
-    outcome = _outcome(summary, exp, planned)
-    best = summary.table.iloc[0]
-    config_file = os.path.join(path, "best_config.yaml")
-    write_best_config(summary, config_file)
-    if summary.candidates is not None:
-        top = summary.candidates.iloc[0]
-        print(f"Race winner: mean {metric} = {top[f'mean_{metric}']:.6g} over "
-              f"{top['instances']} instances ({len(summary.candidates)} candidates, "
-              f"{len(summary.table)} trials)")
-        if "survivor" in summary.candidates:
-            print(f"  {int(summary.candidates['survivor'].sum())} of "
-                  f"{len(summary.candidates)} candidates survived; the race ended because "
-                  f"{summary.race_end or 'it was stopped before its end'}")
-    else:
-        print(f"Best trial {best['trial_id']}: {metric} = {best[metric]:.6g} at its last "
-              f"report ({best['iterations']} reports; {len(summary.table)} trials)")
-        if summary.ranked_by != metric:
-            print(f"  chosen by {summary.ranked_by} = {best[summary.ranked_by]:.6g}, the "
-                  f"held-out metric (the descent follows {metric}, so its own best is biased)")
-    print("Best config:")
-    print("  " + yaml.safe_dump(summary.best_config, sort_keys=False).rstrip().replace("\n", "\n  "))
-    if summary.hypergrad_checks:
-        print(hypergrad_summary(*summary.hypergrad_checks))
-    print(f"Results: {path}")
-    print(f"Best config written to {config_file}; more with: autometa show {path}")
-    if saved and saved == _progress(summary):
-        print("(the experiment had finished already: nothing was left to run; the results "
-              "above are those saved)")
-    print(outcome.line())
-    return outcome
-
-
-def _outcome(summary: ExperimentSummary, exp: Experiment, planned: int | None) -> Outcome:
-    from autometa.launch.outcome import count_outcome
-    from autometa.schedulers import scheduler_class
-
-    pausing = getattr(scheduler_class(exp.scheduler.name), "stops_by_pausing", False)
-    table = summary.table
-    statuses = ["TERMINATED" if pausing and s == "PAUSED" else s for s in table["status"]]
-    done = table["status"].isin(["TERMINATED", "PAUSED"] if pausing else ["TERMINATED"])
-    return count_outcome(statuses, planned, exp.time_budget_s,
-                         stopped_early=int((done & table["stopped_early"] & ~table["diverged"])
-                                           .sum()),
-                         diverged=int((done & table["diverged"]).sum()))
-
-
-def error_lines(errors: dict[str, list[str]], most: int = 5) -> str:
-    """One line per distinct error (its last line), with the trials that ended with it."""
-    lines = []
-    for message, trials in sorted(errors.items(), key=lambda item: -len(item[1]))[:most]:
-        shown = ", ".join(trials[:4]) + (f" and {len(trials) - 4} more" if len(trials) > 4 else "")
-        lines.append(f"  {message}  (trial{'s' if len(trials) > 1 else ''} {shown})")
-    if len(errors) > most:
-        lines.append(f"  ... and {len(errors) - most} other distinct errors")
-    return "\n".join(lines)
-
-
-def hypergrad_summary(reports: int, failed: int, last: int, last_failed: int) -> str:
-    """One line on how far the trials' hypergradients can be trusted."""
-    if not failed:
-        return (f"Hypergradients: all {reports} reports met their tolerances "
-                "(hypergrad_converged = 1).")
-    return (f"Hypergradients: {failed} of {reports} reports did not meet their tolerances "
-            f"(hypergrad_converged = 0), {last_failed} of the {last} last reports a searcher "
-            "reads; hypergrad_residual and hypergrad_inner_gap in the results say why, and "
-            "each trial's log says what to change (usually: train closer to the optimum).")
 
 
 def _show(args: argparse.Namespace) -> int:
@@ -421,7 +334,7 @@ def _show(args: argparse.Namespace) -> int:
         print(table[columns].head(args.top).to_string(index=False))
     if summary.hypergrad_checks:
         print(hypergrad_summary(*summary.hypergrad_checks))
-    counted = _saved_outcome(summary)
+    counted = saved_outcome(summary)
     if counted:
         print(counted.line())
     out = args.output or os.path.join(summary.path, "autometa_report")
@@ -432,23 +345,6 @@ def _show(args: argparse.Namespace) -> int:
     print(f"\nBest config: {best_file}")
     print(f"Plots: {', '.join(os.path.basename(p) for p in plots)} in {out}")
     return 0
-
-
-def _saved_outcome(summary: ExperimentSummary) -> Outcome | None:
-    """The outcome of the run in ``summary.path``, counted against the plan of the space copy
-    ``autometa run`` left there (None without one)."""
-    from autometa.launch.plan import plan_experiment
-    from autometa.launch.run import SPACE_COPY, planned_trials
-
-    copy = os.path.join(summary.path, SPACE_COPY)
-    if not os.path.isfile(copy):
-        return None
-    try:
-        space = load_space(copy)
-        exp = plan_experiment(space, need_trainable=False)
-        return _outcome(summary, exp, planned_trials(space, exp))
-    except (SpaceError, ValueError):
-        return None
 
 
 def _curate(args: argparse.Namespace) -> int:

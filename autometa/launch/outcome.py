@@ -91,3 +91,14 @@ def count_outcome(statuses: Iterable[str], planned: int | None,
     unfinished = sum(n for s, n in counts.items() if s not in ("TERMINATED", "ERROR"))
     return Outcome(planned, counts["TERMINATED"], counts["ERROR"], unfinished, budget_s,
                    stopped_early, diverged)
+
+
+def error_line(error_file: str | None) -> str | None:
+    """The last line of a failed trial's ``error.txt``: the exception and its message (None
+    when the file is missing or empty)."""
+    try:
+        with open(error_file) as handle:  # type: ignore[arg-type]
+            lines = [line.strip() for line in handle if line.strip()]
+    except (OSError, TypeError):
+        return None
+    return lines[-1][:300] if lines else None

@@ -13,6 +13,7 @@ from typing import Any
 
 from ray.tune import Callback
 
+from autometa.launch.outcome import error_line
 from autometa.trial.keys import finite_number
 
 ENDED = ("TERMINATED", "ERROR")
@@ -74,7 +75,8 @@ class ConsoleProgress(Callback):
         self._say(f"{self._count(trials, trial)} {trial.trial_id} finished: {shown}{after}{note}")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._say(f"{self._count(trials, trial)} {trial.trial_id} failed: {_error_line(trial)}")
+        error = error_line(getattr(trial, "error_file", None)) or "see its error.txt"
+        self._say(f"{self._count(trials, trial)} {trial.trial_id} failed: {error}")
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         if time.monotonic() - self._last < self.every_s:
@@ -92,12 +94,3 @@ class ConsoleProgress(Callback):
         self._say(f"{time.strftime('%H:%M:%S')}  {', '.join(parts)}{plan}{shown}")
 
 
-def _error_line(trial: Any) -> str:
-    """The last line of the trial's error file (the exception and its message)."""
-    path = getattr(trial, "error_file", None)
-    try:
-        with open(path) as handle:
-            lines = [line.strip() for line in handle if line.strip()]
-        return lines[-1][:300] if lines else "see its error.txt"
-    except (OSError, TypeError):
-        return "see its error.txt"

@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from autometa.launch.outcome import error_line
 from autometa.trial.keys import CONVERGED, finite_number
 
 
@@ -123,7 +124,7 @@ def summarize(path: str, metric: str | None = None, mode: str | None = None,
         reported = history is not None and len(history) > 0
         raw = history[metric].iloc[-1] if reported and metric in history else None
         raws.append(raw)
-        error = _error_line(trial.path)
+        error = error_line(os.path.join(trial.path, "error.txt"))
         if error:
             errors.setdefault(error, []).append(trial.trial_id)
         rows.append({"trial_id": trial.trial_id, metric: last, f"best_{metric}": best, **held,
@@ -206,16 +207,6 @@ def _true(value: Any) -> bool:
     import numpy as np
 
     return isinstance(value, (bool, np.bool_)) and bool(value)
-
-
-def _error_line(trial_path: str) -> str | None:
-    """The last line of a failed trial's ``error.txt`` (the exception and its message)."""
-    try:
-        with open(os.path.join(trial_path, "error.txt")) as handle:
-            lines = [line.strip() for line in handle if line.strip()]
-    except OSError:
-        return None
-    return lines[-1][:300] if lines else None
 
 
 class _MissingResults(logging.Filter):
