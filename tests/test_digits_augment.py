@@ -9,6 +9,7 @@ import os
 import textwrap
 
 import numpy as np
+import pytest
 import torch
 
 from autometa.augment import LearnedAugment, load_policy
@@ -125,3 +126,38 @@ def test_failed_learned_policy_trial_resumes_exactly(storage, ray_session):
     np.testing.assert_allclose(history["val_loss"], straight["val_loss"], rtol=1e-6)
     np.testing.assert_allclose(history["hparams/augment.probability.5"],
                                straight["hparams/augment.probability.5"], rtol=1e-6)
+
+
+def test_a_choice_policy_learned_in_trial_resumes_exactly_and_exports(tmp_path, storage,
+                                                                     ray_session, capsys):
+    """``policy: choice``: the learner's result keys in every report, a trial retried from its
+    checkpoint goes on as the uninterrupted one, the exported file is a choice policy."""
+    from ray import tune
+
+    from autometa.augment import ChoiceDefinition
+    from autometa.trainables.digits_augment import train_digits_augment
+
+    def fit(config, name):
+        return tune.Tuner(train_digits_augment, param_space=config, run_config=tune.RunConfig(
+            storage_path=storage, name=name, verbose=0,
+            failure_config=tune.FailureConfig(max_failures=1))).fit()
+
+    config = {"policy": "choice", "per_class": 5, "rounds": 4, "inner_steps": 2,
+              "outer_lr": 0.2, "seed": 3, "operations": ["rotate", "translate_x", "solarize"]}
+    straight = fit(config, "choice-straight")[0].metrics_dataframe
+    broken = fit({**config, "fail_at_round": 2}, "choice-broken")
+    assert not broken.errors
+    history = broken[0].metrics_dataframe
+    assert history["hyperstep"].tolist() == straight["hyperstep"].tolist() == [1, 2, 3, 4]
+    for key in ("val_loss", "hparams/augment.p.solarize", "augment_moved"):
+        np.testing.assert_allclose(history[key], straight[key], rtol=1e-6)
+    assert history["augment_moved"].iloc[-1] > 0 and history["augment_still"].max() == 0
+    assert np.isfinite(history["augment_hypergrad_snr"]).all()
+    out = tmp_path / "policy.yaml"
+    assert main(["policy", "export", os.path.join(storage, "choice-broken"), "-o", str(out),
+                 "--metric", "val_loss", "--mode", "min"]) == 0
+    policy = load_policy(out)
+    assert isinstance(policy, ChoiceDefinition)
+    weights = {c.op: c.weight for c in policy.choices}
+    assert weights["solarize"] == pytest.approx(history["hparams/augment.p.solarize"].iloc[-1],
+                                                abs=1e-5)  # the file rounds to 6 digits

@@ -1,5 +1,6 @@
-"""Learned augmentation: differentiable image operations, policies, policy files and their
-torchvision transform.
+"""Learned augmentation: differentiable image operations, policies (sub-policies learned by the
+implicit engine; a choice of one operation per image learned by look-ahead hypergradients:
+:class:`ChoicePolicy`, :class:`PolicyLearner`), policy files and their torchvision transform.
 
 The operations and policies need torch, torchvision and kornia (the ``torch`` extra); policy
 files (:mod:`autometa.augment.policy_file`) are read without them. Nothing here imports Ray.
@@ -14,7 +15,10 @@ _LAZY = {"OPS": "ops", "apply_op": "ops", "physical_value": "ops", "torchvision_
          "AugmentationPolicy": "policy", "PolicyNoise": "policy", "apply_policy": "policy",
          "sample_noise": "policy", "PolicyDefinition": "policy_file", "PolicyOp": "policy_file",
          "load_policy": "policy_file", "save_policy": "policy_file",
-         "LearnedAugment": "transform"}
+         "LearnedAugment": "transform", "ChoicePolicy": "choice", "ChoiceDraw": "choice",
+         "PolicyLearner": "learner", "PolicyStepResult": "learner",
+         "PolicyHypergradient": "lookahead", "policy_hypergradient": "lookahead",
+         "ChoiceDefinition": "policy_file", "ChoiceOp": "policy_file"}
 
 __all__ = sorted(_LAZY)
 

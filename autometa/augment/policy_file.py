@@ -9,9 +9,20 @@
 
 Each image draws one sub-policy uniformly; each operation applies with its probability and
 normalized magnitude (see :mod:`autometa.augment.ops` for the scales), signed operations with
-a random direction. A bad file raises :class:`~autometa.space.errors.SpaceError` naming the
-file, the key path, the line and the problem (``autometa policy show`` prints it and exits 2).
-No torch at import.
+a random direction. A choice policy (:class:`~autometa.augment.choice.ChoicePolicy`, the
+TrivialAugment family) applies one operation per image, drawn by weight, at a magnitude drawn
+uniformly below its ceiling:
+
+    policy:
+      choose_one:
+        - {op: identity, weight: 0.10}
+        - {op: rotate, weight: 0.25, max_magnitude: 0.62}
+        - {op: translate_x, weight: 0.65, max_magnitude: 0.40}
+
+The weights must sum to 1 (to within 1e-3; they are then normalized).
+
+A bad file raises :class:`~autometa.space.errors.SpaceError` naming the file, the key path,
+the line and the problem (``autometa policy show`` prints it and exits 2). No torch at import.
 """
 
 from __future__ import annotations
@@ -77,7 +88,39 @@ class PolicyDefinition:
         return "\n".join(lines)
 
 
-def policy_from_dict(doc: Any, file: str | None = None) -> PolicyDefinition:
+@dataclass(frozen=True)
+class ChoiceOp:
+    """One operation of a choice policy: its weight and magnitude ceiling (identity: 1)."""
+
+    op: str
+    weight: float
+    max_magnitude: float
+
+
+@dataclass(frozen=True)
+class ChoiceDefinition:
+    """A choice policy as plain numbers: one operation per image, by weight."""
+
+    choices: tuple[ChoiceOp, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"policy": {"choose_one": [
+            {"op": c.op, "weight": round(c.weight, 6)} if c.op == "identity" else
+            {"op": c.op, "weight": round(c.weight, 6), "max_magnitude": round(c.max_magnitude, 6)}
+            for c in self.choices]}}
+
+    def describe(self) -> str:
+        """A readable summary (``autometa policy show``)."""
+        lines = [f"one of {len(self.choices)} operations per image, by weight; magnitude "
+                 f"uniform below the ceiling"]
+        for c in sorted(self.choices, key=lambda c: -c.weight):
+            ceiling = "" if c.op == "identity" else \
+                f", m <= {c.max_magnitude:.2f}: up to {describe_value(c.op, c.max_magnitude)}"
+            lines.append(f"  {c.op}: {c.weight:.3f}{ceiling}")
+        return "\n".join(lines)
+
+
+def policy_from_dict(doc: Any, file: str | None = None) -> PolicyDefinition | ChoiceDefinition:
     """Check and convert a parsed policy document.
 
     Raises:
@@ -86,6 +129,8 @@ def policy_from_dict(doc: Any, file: str | None = None) -> PolicyDefinition:
     if not isinstance(doc, dict) or "policy" not in doc:
         raise SpaceError("expected a mapping with a 'policy' key", file=file)
     policy = doc["policy"]
+    if isinstance(policy, dict) and "choose_one" in policy:
+        return _choice_from_dict(policy, file)
     if not isinstance(policy, dict) or not isinstance(policy.get("sub_policies"), list) \
             or not policy["sub_policies"]:
         raise SpaceError("expected 'sub_policies': a non-empty list of sub-policies", file=file,
@@ -103,6 +148,51 @@ def policy_from_dict(doc: Any, file: str | None = None) -> PolicyDefinition:
     return PolicyDefinition(tuple(subs))
 
 
+def _choice_from_dict(policy: dict, file: str | None) -> ChoiceDefinition:
+    at = ("policy", "choose_one")
+    extra = set(policy) - {"choose_one"}
+    if extra:
+        raise SpaceError(f"unknown key(s) {sorted(extra)} beside choose_one", file=file,
+                         key_path=("policy",))
+    entries = policy["choose_one"]
+    if not isinstance(entries, list) or not entries:
+        raise SpaceError("expected a non-empty list of {op, weight, max_magnitude}", file=file,
+                         key_path=at)
+    choices, seen = [], set()
+    for i, entry in enumerate(entries):
+        where = at + (i,)
+        if not isinstance(entry, dict):
+            raise SpaceError("expected {op: NAME, weight: W, max_magnitude: M}", file=file,
+                             key_path=where)
+        op = entry.get("op")
+        allowed = {"op", "weight"} | (set() if op == "identity" else {"max_magnitude"})
+        unknown = set(entry) - allowed
+        if unknown:
+            raise SpaceError(f"unknown key(s) {sorted(unknown)}; expected {sorted(allowed)}",
+                             file=file, key_path=where)
+        if op != "identity" and op not in OP_NAMES:
+            raise SpaceError(f"unknown operation {op!r}; expected identity or one of "
+                             f"{list(OP_NAMES)}", file=file, key_path=where + ("op",))
+        if op in seen:
+            raise SpaceError(f"{op} is listed twice", file=file, key_path=where + ("op",))
+        seen.add(op)
+        weight = _unit_number(entry.get("weight"), where + ("weight",), file)
+        ceiling = 1.0 if op == "identity" else \
+            _unit_number(entry.get("max_magnitude"), where + ("max_magnitude",), file)
+        choices.append(ChoiceOp(op, weight, ceiling))
+    total = sum(c.weight for c in choices)
+    if abs(total - 1) > 1e-3:
+        raise SpaceError(f"the weights sum to {total:.6g}; expected 1", file=file, key_path=at)
+    return ChoiceDefinition(tuple(ChoiceOp(c.op, c.weight / total, c.max_magnitude)
+                                  for c in choices))
+
+
+def _unit_number(value: Any, at: tuple, file: str | None) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise SpaceError(f"expected a number in [0, 1], got {value!r}", file=file, key_path=at)
+    return float(value)
+
+
 def _op(entry: Any, at: tuple, file: str | None) -> PolicyOp:
     if not isinstance(entry, dict):
         raise SpaceError("expected {op: NAME, probability: P, magnitude: M}", file=file, key_path=at)
@@ -113,17 +203,11 @@ def _op(entry: Any, at: tuple, file: str | None) -> PolicyOp:
     if entry.get("op") not in OP_NAMES:
         raise SpaceError(f"unknown operation {entry.get('op')!r}; expected one of "
                          f"{list(OP_NAMES)}", file=file, key_path=at + ("op",))
-    values = []
-    for key in ("probability", "magnitude"):
-        value = entry.get(key)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-            raise SpaceError(f"expected a number in [0, 1], got {value!r}", file=file,
-                             key_path=at + (key,))
-        values.append(float(value))
-    return PolicyOp(entry["op"], *values)
+    return PolicyOp(entry["op"], *(_unit_number(entry.get(key), at + (key,), file)
+                                   for key in ("probability", "magnitude")))
 
 
-def load_policy(path: str | os.PathLike) -> PolicyDefinition:
+def load_policy(path: str | os.PathLike) -> PolicyDefinition | ChoiceDefinition:
     """Read and check a policy file (YAML or JSON)."""
     file = os.fspath(path)
     try:
@@ -139,7 +223,7 @@ def load_policy(path: str | os.PathLike) -> PolicyDefinition:
         raise err.located(file, lines) from None
 
 
-def save_policy(policy: PolicyDefinition, path: str | os.PathLike) -> str:
+def save_policy(policy: PolicyDefinition | ChoiceDefinition, path: str | os.PathLike) -> str:
     """Write ``policy`` as JSON (``.json``) or YAML; return the path."""
     file = os.fspath(path)
     with open(file, "w") as handle:

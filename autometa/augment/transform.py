@@ -7,7 +7,8 @@
                            v2.ToDtype(torch.float32, scale=True)])
 
 Each call draws a sub-policy uniformly, applies each of its operations with its probability
-(signed operations in a random direction, cutout at a random centre) through torchvision's
+(signed operations in a random direction, cutout at a random centre); a choice policy draws
+one operation by weight at a magnitude uniform below its ceiling. Both go through torchvision's
 own functions (:func:`autometa.augment.ops.torchvision_apply`), so it reproduces the
 distribution the policy learned with the differentiable operations. PIL images and uint8
 tensors are converted to floats in [0, 1] and back; float tensors stay floats; one image or a
@@ -27,15 +28,16 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as tvf
 
 from autometa.augment.ops import OPS, torchvision_apply
-from autometa.augment.policy_file import PolicyDefinition, load_policy
+from autometa.augment.policy_file import ChoiceDefinition, PolicyDefinition, load_policy
 
 
 class LearnedAugment(v2.Transform):
-    """Apply a :class:`~autometa.augment.policy_file.PolicyDefinition` (see the module doc)."""
+    """Apply a :class:`~autometa.augment.policy_file.PolicyDefinition` or
+    :class:`~autometa.augment.policy_file.ChoiceDefinition` (see the module doc)."""
 
     _transformed_types = (PIL.Image.Image, tv_tensors.Image, torch.Tensor)
 
-    def __init__(self, policy: PolicyDefinition) -> None:
+    def __init__(self, policy: PolicyDefinition | ChoiceDefinition) -> None:
         super().__init__()
         self.policy = policy
 
@@ -45,6 +47,8 @@ class LearnedAugment(v2.Transform):
         return cls(load_policy(path))
 
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        if isinstance(self.policy, ChoiceDefinition):
+            return {"steps": self._choice_steps()}
         index = int(torch.randint(len(self.policy.sub_policies), ()))
         steps = []
         for o in self.policy.sub_policies[index]:
@@ -53,6 +57,15 @@ class LearnedAugment(v2.Transform):
                 centre = tuple(float(c) for c in torch.rand(2))
                 steps.append((o.op, o.magnitude, sign, centre))
         return {"steps": steps}
+
+    def _choice_steps(self) -> list[tuple]:
+        weights = torch.tensor([c.weight for c in self.policy.choices], dtype=torch.float64)
+        choice = self.policy.choices[int(torch.multinomial(weights, 1))]
+        if choice.op == "identity":
+            return []
+        magnitude = float(torch.rand(())) * choice.max_magnitude
+        sign = 1.0 if not OPS[choice.op].signed or float(torch.rand(())) < 0.5 else -1.0
+        return [(choice.op, magnitude, sign, tuple(float(c) for c in torch.rand(2)))]
 
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
         if not params["steps"]:

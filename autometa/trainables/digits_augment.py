@@ -9,6 +9,13 @@ learned by the in-trial hypergradient loop (:class:`~autometa.hypergrad.loop.Hyp
 augmentation (the baseline). With an ``augment`` mapping instead, the policy is a point of a
 black-box policy space (RandAugment, TrivialAugment, AutoAugment-style sub-policies:
 :mod:`autometa.augment.blackbox`) applied by torchvision, and nothing is learned in-trial.
+With ``policy: choice`` the policy is a :class:`~autometa.augment.choice.ChoicePolicy` (one
+operation per image by learned weights, TrivialAugment's family with identity in it) learned
+by :class:`~autometa.augment.learner.PolicyLearner` (look-ahead hypergradient, one hyperstep
+per round): keys ``operations`` (all), ``identity`` (its starting weight; default uniform),
+``ceiling`` (0.5), ``outer_lr`` (0.05), ``draws`` (1); its reports carry the learner's result
+keys (``augment_entropy``, ``augment_moved``, ``augment_hypergrad_snr``, ...), written through
+:func:`~autometa.trial.tune.report_hypergradients` as a user's own loop would.
 
 Config keys (all optional): ``per_class`` (20), ``policy`` (:data:`DEFAULT_POLICY`),
 ``probability`` (0.1) and ``magnitude`` (0.1) to start from (near the identity: the
@@ -79,6 +86,9 @@ def train_digits_augment(config: dict[str, Any]) -> None:
     torch.manual_seed(seed)
     model = build_cnn(config).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=float(config.get("lr", 0.05)), momentum=0.9)
+    if config.get("policy") == "choice":
+        _train_choice(config, model, optimizer, x, y, t, seed)
+        return
     transform = make_transform(config["augment"]) if "augment" in config else None
     subs = [] if "augment" in config else config.get("policy", DEFAULT_POLICY)
     policy = AugmentationPolicy(subs, float(config.get("probability", 0.1)),
@@ -139,6 +149,62 @@ def train_digits_augment(config: dict[str, Any]) -> None:
         report_hyperstep(trainer, result, _evaluate_all(model, t),
                          write=lambda folder: save_policy(policy.to_definition(),
                                                           os.path.join(folder, "policy.yaml")))
+
+
+def _train_choice(config: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer,
+                  x: torch.Tensor, y: torch.Tensor, t: dict, seed: int) -> None:
+    """``policy: choice``: the public API a user's own loop would use (PolicyLearner,
+    report_hypergradients, restore_state)."""
+    from autometa.augment.choice import DEFAULT_OPERATIONS, ChoicePolicy
+    from autometa.augment.learner import PolicyLearner
+    from autometa.trial.tune import report_hypergradients, restore_state
+
+    policy = ChoicePolicy(config.get("operations", DEFAULT_OPERATIONS), config.get("identity"),
+                          float(config.get("ceiling", 0.5)), seed=seed)
+    net = nn.Sequential(nn.Flatten(), model)  # the digits CNN reads flat images
+
+    def per_image(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return nn.functional.cross_entropy(outputs, targets, reduction="none")
+
+    learner = PolicyLearner(policy, net, per_image, lr=float(config.get("lr", 0.05)),
+                            outer_lr=float(config.get("outer_lr", 0.05)),
+                            draws=int(config.get("draws", 1)))
+    state = restore_state(map_location=x.device)
+    start = 0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        learner.load_state_dict(state["learner"])
+        start = state["round"] + 1
+    fail_at = None if state is not None else config.get("fail_at_round")
+    inner, batch_size = int(config.get("inner_steps", 5)), int(config.get("batch_size", 64))
+    per_epoch = -(-len(y) // batch_size)
+    val = (t["x_val"].reshape(-1, 1, 8, 8), t["y_val"])
+    for round_ in range(start, int(config.get("rounds", 40))):
+        if fail_at is not None and round_ == int(fail_at):
+            raise RuntimeError(f"fault injected at round {round_} (fail_at_round)")
+        losses = []
+        net.train()
+        for index in range(round_ * inner, (round_ + 1) * inner):
+            epoch, i = divmod(index, per_epoch)  # batches and draws: functions of (seed, index)
+            order = torch.as_tensor(np.random.default_rng([seed, epoch]).permutation(len(y)),
+                                    device=x.device)
+            rows = order[i * batch_size:(i + 1) * batch_size]
+            policy.generator.manual_seed(seed * 1_000_003 + index)
+            optimizer.zero_grad()
+            loss = nn.functional.cross_entropy(net(policy(x[rows])), y[rows])
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss.detach()))
+        result = learner.step((x[rows], y[rows]), val)
+        metrics = {"train_loss": sum(losses) / len(losses), **_evaluate_all(model, t),
+                   "hyperstep": learner.steps}
+        report_hypergradients(result, metrics,
+                              state={"model": model.state_dict(),
+                                     "optimizer": optimizer.state_dict(),
+                                     "learner": learner.state_dict(), "round": round_},
+                              write=lambda folder: save_policy(policy.to_definition(),
+                                                               os.path.join(folder, "policy.yaml")))
 
 
 def _evaluate_all(model: nn.Module, t: dict) -> dict[str, float]:

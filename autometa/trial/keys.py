@@ -27,6 +27,18 @@ DAMPING = "hypergrad_damping"
 """Damping added to the Hessian (a damped hypergradient is biased)."""
 SKIPPED = "hyperstep_skipped"
 """1.0 when a non-finite loss or hypergradient skipped the in-trial hyperstep."""
+POLICY_ENTROPY = "augment_entropy"
+"""Entropy (nats) of a learned augmentation policy's choice of operation."""
+POLICY_MOVED = "augment_moved"
+"""How far the policy has moved from its start (total variation of the choice plus the
+largest change of a magnitude ceiling)."""
+POLICY_CHANGE = "augment_change"
+"""The same distance for the last hyperstep alone."""
+POLICY_STILL = "augment_still"
+"""1.0 when the policy has not moved after the learner's ``still_after`` hypersteps."""
+POLICY_SNR = "augment_hypergrad_snr"
+"""Signal-to-noise ratio of the policy's stochastic hypergradient (> 1: its direction is
+resolved above the noise; it has no solver tolerance, so no ``hypergrad_converged``)."""
 
 
 def finite_number(value: Any) -> float | None:
@@ -132,4 +144,26 @@ def hyperstep_metrics(result: Any) -> dict[str, float]:
     if result.info is None:  # a skipped step has no hypergradient, so nothing converged
         metrics[CONVERGED] = 0.0 if result.skipped else metrics[CONVERGED]
     out.update(metrics)
+    return out
+
+
+def policy_metrics(result: Any, prefix: str = "augment") -> dict[str, float]:
+    """Result keys of a :class:`~autometa.augment.learner.PolicyStepResult`: per operation
+    ``hparams/<prefix>.p.<op>`` and ``hparams/<prefix>.ceiling.<op>`` (the policy after the
+    step), the hypergradients of the logits ``hypergrad/<prefix>.logit.<op>`` and
+    ``hypergrad/<prefix>.ceiling_logit.<op>`` with their values, and the diagnostics above."""
+    h = result.hypergradient
+    names, ops = result.names, result.names[1:]
+    out: dict[str, float] = {}
+    for name, p in zip(names, result.probabilities, strict=True):
+        out[hparam_key(f"{prefix}.p.{name}")] = float(p)
+    for name, c in zip(ops, result.ceilings, strict=True):
+        out[hparam_key(f"{prefix}.ceiling.{name}")] = float(c)
+    for name, g in zip(names, h.logits.tolist(), strict=True):
+        out[hypergrad_key(f"{prefix}.logit.{name}")] = float(g)
+    for name, g in zip(ops, h.raw_ceiling.tolist(), strict=True):
+        out[hypergrad_key(f"{prefix}.ceiling_logit.{name}")] = float(g)
+    out.update({POLICY_ENTROPY: float(result.entropy), POLICY_MOVED: float(result.moved),
+                POLICY_CHANGE: float(result.change), POLICY_STILL: float(result.still),
+                POLICY_SNR: float(h.snr()), SKIPPED: float(result.skipped)})
     return out
