@@ -153,6 +153,12 @@ def test_a_choice_policy_learned_in_trial_resumes_exactly_and_exports(tmp_path, 
         np.testing.assert_allclose(history[key], straight[key], rtol=1e-6)
     assert history["augment_moved"].iloc[-1] > 0 and history["augment_still"].max() == 0
     assert np.isfinite(history["augment_hypergrad_snr"]).all()
+    capsys.readouterr()
+    assert main(["show", os.path.join(storage, "choice-broken"), "--metric", "val_loss",
+                 "--mode", "min", "-o", str(tmp_path / "report")]) == 0
+    moved = history["augment_moved"].iloc[-1]
+    assert f"Augmentation policy of the best trial: moved {moved:.3f} from its start" in \
+        capsys.readouterr().out
     out = tmp_path / "policy.yaml"
     assert main(["policy", "export", os.path.join(storage, "choice-broken"), "-o", str(out),
                  "--metric", "val_loss", "--mode", "min"]) == 0

@@ -82,3 +82,19 @@ def test_no_searcher_relies_on_tunes_repeater(name):
     searcher = factory(name)(metric="loss", mode="min", seed=0)
     assert not isinstance(searcher, Repeater)
     assert not any(isinstance(v, Repeater) for v in vars(searcher).values())
+
+
+@pytest.mark.parametrize(("metric", "said"), [(float("nan"), "is non-finite"),
+                                              ("0.5", "is not a number (str)")])
+def test_a_metric_that_is_not_a_finite_number_is_named_for_what_it_is(metric, said, caplog):
+    import logging
+
+    from autometa.space import space_from_dict
+
+    space = space_from_dict({"parameters": {"x": {"type": "uniform", "low": 0, "high": 1}}})
+    searcher = make_searcher("random", space, metric="loss", mode="min", seed=0)
+    assert searcher.suggest("t1") is not None
+    with caplog.at_level(logging.WARNING, logger="autometa"):
+        searcher.on_trial_complete("t1", {"loss": metric})
+    assert any(said in r.getMessage() and "treated as a failed evaluation" in r.getMessage()
+               for r in caplog.records), [r.getMessage() for r in caplog.records]

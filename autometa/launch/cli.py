@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from autometa.launch.outcome import EXIT_TRIALS_LOST
 from autometa.launch.report import (
     hypergrad_summary,
+    policy_summary,
     print_report,
     saved_outcome,
     saved_progress,
@@ -90,7 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", help="metric to rank by (default: the experiment's)")
     p.add_argument("--mode", choices=("min", "max"))
     p.add_argument("--top", type=_positive_int, default=10, help="rows to print (default 10)")
-    p.add_argument("--output", help="folder for best_config.yaml and plots "
+    p.add_argument("-o", "--output", help="folder for best_config.yaml and plots "
                                     "(default: RESULTS_DIR/autometa_report)")
     p.set_defaults(handler=_show)
 
@@ -334,6 +335,8 @@ def _show(args: argparse.Namespace) -> int:
         print(table[columns].head(args.top).to_string(index=False))
     if summary.hypergrad_checks:
         print(hypergrad_summary(*summary.hypergrad_checks))
+    if policy_summary(summary):
+        print(policy_summary(summary))
     counted = saved_outcome(summary)
     if counted:
         print(counted.line())

@@ -89,6 +89,8 @@ def print_report(results: object, path: str, exp: Experiment, planned: int | Non
     print("  " + yaml.safe_dump(summary.best_config, sort_keys=False).rstrip().replace("\n", "\n  "))
     if summary.hypergrad_checks:
         print(hypergrad_summary(*summary.hypergrad_checks))
+    if policy_summary(summary):
+        print(policy_summary(summary))
     print(f"Results: {path}")
     print(f"Best config written to {config_file}; more with: autometa show {path}")
     if saved and saved == reports_per_trial(summary):
@@ -132,6 +134,25 @@ def hypergrad_summary(reports: int, failed: int, last: int, last_failed: int) ->
             f"(hypergrad_converged = 0), {last_failed} of the {last} last reports a searcher "
             "reads; hypergrad_residual and hypergrad_inner_gap in the results say why, and "
             "each trial's log says what to change (usually: train closer to the optimum).")
+
+
+def policy_summary(summary: ExperimentSummary) -> str | None:
+    """One line on the learned augmentation policies (None when no trial learned one): how
+    far the best trial's moved, and how many did not move."""
+    from autometa.trial.keys import POLICY_ENTROPY, POLICY_MOVED, POLICY_SNR, POLICY_STILL
+
+    table = summary.table
+    if POLICY_MOVED not in table or table[POLICY_MOVED].isna().all():
+        return None
+    best = table.iloc[0]
+    still = int((table[POLICY_STILL] == 1).sum()) if POLICY_STILL in table else 0
+    line = (f"Augmentation policy of the best trial: moved {best[POLICY_MOVED]:.3f} from its "
+            f"start (entropy {best.get(POLICY_ENTROPY, float('nan')):.2f} nats, signal/noise "
+            f"of its last hypergradient {best.get(POLICY_SNR, float('nan')):.2f})")
+    if still:
+        line += (f"; {still} of {len(table)} trials' policies did not move (augment_still = 1: "
+                 "each trial's log says what to change)")
+    return line + "."
 
 
 def saved_outcome(summary: ExperimentSummary) -> Outcome | None:

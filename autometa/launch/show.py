@@ -13,7 +13,14 @@ from typing import Any
 import yaml
 
 from autometa.launch.outcome import error_line
-from autometa.trial.keys import CONVERGED, finite_number
+from autometa.trial.keys import (
+    CONVERGED,
+    POLICY_ENTROPY,
+    POLICY_MOVED,
+    POLICY_SNR,
+    POLICY_STILL,
+    finite_number,
+)
 
 
 @dataclass
@@ -122,6 +129,8 @@ def summarize(path: str, metric: str | None = None, mode: str | None = None,
             value = finite_number(column.iloc[-1]) if len(column) else None
             held = {rank_by: math.nan if value is None else value}
         reported = history is not None and len(history) > 0
+        policy = {key: finite_number(history[key].iloc[-1]) for key in POLICY_KEYS
+                  if reported and key in history}
         raw = history[metric].iloc[-1] if reported and metric in history else None
         raws.append(raw)
         error = error_line(os.path.join(trial.path, "error.txt"))
@@ -129,7 +138,7 @@ def summarize(path: str, metric: str | None = None, mode: str | None = None,
             errors.setdefault(error, []).append(trial.trial_id)
         rows.append({"trial_id": trial.trial_id, metric: last, f"best_{metric}": best, **held,
                      "status": trial.status,
-                     "iterations": 0 if history is None else len(history),
+                     "iterations": 0 if history is None else len(history), **policy,
                      # the metric's last report is NaN or infinite (the stopper ended it)
                      "diverged": raw is not None and finite_number(raw) is None,
                      # its last report came with a stop (Tune marks it done)
@@ -169,6 +178,10 @@ def summarize(path: str, metric: str | None = None, mode: str | None = None,
     return ExperimentSummary(path, metric, mode, table.reset_index(drop=True), best_config,
                              candidates, tuple(checks) if checks[0] else None, rank_by, errors,
                              race_end)
+
+
+POLICY_KEYS = (POLICY_MOVED, POLICY_ENTROPY, POLICY_STILL, POLICY_SNR)
+"""A learned augmentation policy's diagnostics, read from each trial's last report."""
 
 
 def replay_outcome(table: Any, candidates: Any, metric: str, mode: str, instance_key: str,
@@ -292,7 +305,8 @@ def write_plots(summary: ExperimentSummary, folder: str) -> list[str]:
     fig.savefig(files[-1], dpi=100)
     plt.close(fig)
     for column in [c for c in table.columns if c.startswith("config/")]:
-        series = table[column]
+        # a list or mapping (a value of a choice, a constant) plots as its text
+        series = table[column].map(lambda v: repr(v) if isinstance(v, (list, dict, tuple)) else v)
         if series.nunique(dropna=True) <= 1:
             continue
         fig, ax = plt.subplots(figsize=(5, 4))

@@ -26,7 +26,7 @@ from ray import cloudpickle
 from ray.tune.search import Searcher
 
 from autometa.space import ConstraintViolation, Space
-from autometa.trial.keys import finite_number
+from autometa.trial.keys import finite_number, nonfinite_number
 
 logger = logging.getLogger(__name__)
 
@@ -330,8 +330,10 @@ class SpaceSearcher(Searcher):
         value = result.get(self._metric)
         ok = finite_number(value) is not None
         if not ok and self._metric in result and not self._warned_nonfinite:
-            logger.warning("%s: non-finite %s=%r is treated as a failed evaluation",
-                           type(self).__name__, self._metric, value)
+            what = "non-finite" if nonfinite_number(value) else \
+                f"not a number ({type(value).__name__})"
+            logger.warning("%s: %s=%r is %s: treated as a failed evaluation",
+                           type(self).__name__, self._metric, value, what)
             self._warned_nonfinite = True
         return ok
 
