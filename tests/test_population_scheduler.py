@@ -37,6 +37,18 @@ def test_explore_moves_against_the_hypergradient_inside_bounds():
     assert up["model"]["lam"] == pytest.approx(1e-2 * math.exp(0.5))
 
 
+def test_a_nan_hypergradient_is_perturbed_like_pbt_and_said(caplog):
+    import logging
+
+    config = {"model": {"lam": 0.1}, "x": 0.5, "act": "tanh"}
+    result = {"hypergrad/model.lam": float("nan"), "hypergrad/x": 2.0}
+    with caplog.at_level(logging.WARNING, logger="autometa.schedulers"):
+        _, ops = explore_differentiable(SPACE, config, result, "min", 0.5, (1.2, 0.8),
+                                        random.Random(0))
+    assert ops["model.lam"] in ("* 1.2", "* 0.8") and ops["x"].startswith("hypergradient step")
+    assert any("hypergrad/model.lam=nan" in r.getMessage() for r in caplog.records)
+
+
 def test_explore_without_hypergradient_perturbs_like_pbt():
     config = {"model": {"lam": 0.9}, "x": 0.5, "act": "tanh"}
     new, ops = explore_differentiable(SPACE, config, {}, "min", 0.5, (1.2, 0.8), random.Random(1))

@@ -124,6 +124,17 @@ BAD = {
     "experiment_mode": ("parameters: {x: 1}\nexperiment: {mode: up}\n", "experiment.mode",
                         "'min' or 'max'"),
     "dotted_name": ("parameters:\n  a.b: 1\n", "parameters.a.b", "cannot contain '.'"),
+    "condition_on_continuous": ("parameters:\n  x: {type: uniform, low: 0, high: 1}\n"
+                                "  y: {type: uniform, low: 0, high: 1, condition: {x: 0.5}}\n",
+                                "parameters.y.condition.x", "x is a uniform parameter"),
+    "normal_truncated_far_away": ("parameters:\n  x: {type: normal, mu: 0, sigma: 1, low: 50, "
+                                  "high: 60}\n", "parameters.x.low", "keep 0 of the normal's mass"),
+    "normal_one_sided_far_away": ("parameters:\n  x: {type: normal, mu: 0, sigma: 1, high: -6}\n",
+                                  "parameters.x.high", "keep 9.9e-10 of the normal's mass"),
+    "forbidden_everything": ("parameters:\n  a: {type: choice, values: [1, 2]}\n"
+                             "  b: {type: randint, low: 0, high: 1}\nforbidden:\n"
+                             "  - {a: 1}\n  - {a: 2, b: [0, 1]}\n", "forbidden",
+                             "exclude every combination of a, b"),
     "yaml_syntax": ("parameters:\n  x: {type: uniform, low: 0\n  y: 2\n", "", "YAML syntax error"),
     "empty": ("", "", "empty"),
 }
@@ -317,3 +328,12 @@ def test_nni_bounds_must_be_finite(tmp_path):
     file.write_text('{"x": {"_type": "randint", "_value": [0, 1e400]}}')
     with pytest.raises(SpaceError, match="finite numbers"):
         load_space(str(file))
+
+
+def test_forbidden_clauses_that_leave_something_and_a_near_truncation_are_accepted(tmp_path):
+    file = write(tmp_path, "ok.yaml", "parameters:\n  a: {type: choice, values: [1, 2]}\n"
+                 "  b: {type: choice, values: [x, y], condition: {a: 1}}\n"
+                 "  n: {type: normal, mu: 0, sigma: 1, low: 2.5, high: 8}\n"
+                 "forbidden:\n  - {a: 2}\n  - {a: 1, b: x}\n")
+    space = load_space(file)  # a = 1, b = y is left; [2.5, 8] keeps 0.6% of the normal
+    assert len(space.forbidden) == 2

@@ -20,6 +20,7 @@ scratch: every restored trial would be perturbed again at its first report).
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import random
 from typing import Any
@@ -29,7 +30,16 @@ from ray.tune.schedulers import PopulationBasedTraining
 
 from autometa.space import Space
 from autometa.space import unconstrained as coords
-from autometa.trial.keys import finite_number, reported_hparam, reported_hypergrad
+from autometa.trial.keys import (
+    finite_number,
+    hypergrad_key,
+    nonfinite_number,
+    reported_hparam,
+    reported_hypergrad,
+)
+
+logger = logging.getLogger("autometa.schedulers")
+_SAID_NONFINITE: set[str] = set()
 
 
 def space_mutations(space: Space, differentiable: bool = False) -> dict[str, Any]:
@@ -94,6 +104,12 @@ def explore_differentiable(space: Space, config: dict, result: dict, mode: str,
         x = reported_hparam(result, p.key)
         x = node[p.path[-1]] if x is None else x
         g = reported_hypergrad(result, p.key)
+        if g is None and nonfinite_number(result.get(hypergrad_key(p.key))) \
+                and p.key not in _SAID_NONFINITE:
+            _SAID_NONFINITE.add(p.key)
+            logger.warning("population scheduler: a trial reported %s=%r; its explore step "
+                           "for %s is a random perturbation instead (said once per parameter)",
+                           hypergrad_key(p.key), result.get(hypergrad_key(p.key)), p.key)
         u = coords.to_unconstrained(p, float(x))
         if g is not None and g != 0:
             du = sign * g * coords.derivative(p, u)

@@ -64,6 +64,18 @@ def _randint(spec: dict, at: tuple) -> dict:
     return {"dist": "randint", "low": low, "high": high, "log": log}
 
 
+_LEAST_NORMAL_MASS = 1e-3  # a draw then fails 10,000 rejections with probability < 5e-5
+
+
+def normal_mass(mu: float, sigma: float, low: float | None, high: float | None) -> float:
+    r""":math:`\Phi((high - \mu)/\sigma) - \Phi((low - \mu)/\sigma)`, the mass a truncation
+    keeps (a missing bound: no truncation on that side)."""
+    def cdf(x: float | None, default: float) -> float:
+        return default if x is None else 0.5 * math.erfc(-(x - mu) / (sigma * math.sqrt(2)))
+
+    return max(0.0, cdf(high, 1.0) - cdf(low, 0.0))
+
+
 def _normal(spec: dict, at: tuple) -> dict:
     mu_key = "mu" if "mu" in spec else "mean"
     sigma_key = "sigma" if "sigma" in spec else "sd"
@@ -75,6 +87,13 @@ def _normal(spec: dict, at: tuple) -> dict:
     if low is not None and high is not None and low >= high:
         raise SpaceError(f"low ({low}) must be below high ({high})", key_path=at + ("low",))
     q = _q(spec, at, False, {"low": low, "high": high})
+    kept = normal_mass(mu, sigma, low, high)
+    if kept < _LEAST_NORMAL_MASS:
+        where = "low" if low is not None and low > mu else "high"
+        raise SpaceError(f"the bounds [{low}, {high}] keep {kept:.2g} of the normal's mass "
+                         f"(mu {mu}, sigma {sigma}): drawing by rejection would almost never "
+                         f"land inside; move mu or widen sigma, or use a uniform",
+                         key_path=at + (where,))
     return {"dist": "normal", "mu": mu, "sigma": sigma, "low": low, "high": high, "q": q}
 
 

@@ -6,6 +6,8 @@ The format is documented in ``search_spaces/README.md``. Every error is a
 
 from __future__ import annotations
 
+import itertools
+import math
 import os
 from typing import Any
 
@@ -164,6 +166,12 @@ def _resolve_conditions(raw: list) -> list[Parameter]:
             parent = _reference(parent_key, by_key, where, "condition")
             if parent.key == param.key:
                 raise SpaceError("a parameter cannot be conditioned on itself", key_path=where)
+            if not parent.is_discrete:
+                raise SpaceError(
+                    f"{parent.key} is a {'quantized ' if parent.q else ''}{parent.dist} "
+                    f"parameter: a condition on its values would (almost) never hold, or hold "
+                    f"by rounding; condition on a choice, grid, randint or constant parameter",
+                    key_path=where)
             conds.append(Condition(parent.key, _allowed_values(parent, values, where)))
         resolved[param.key] = Parameter(**{**param.__dict__, "conditions": tuple(conds)})
     return _topological(resolved, {p.key: at for p, at, _ in raw})
@@ -207,7 +215,31 @@ def _parse_forbidden(doc: Any, space: Space) -> list[Forbidden]:
             param = _reference(ref, by_key, at + (ref,), "forbidden clause")
             clauses.append((param.key, _allowed_values(param, values, at + (ref,))))
         rules.append(Forbidden(tuple(clauses)))
+    _check_something_is_left(rules, space)
     return rules
+
+
+_MOST_COMBINATIONS = 200_000
+
+
+def _check_something_is_left(rules: list[Forbidden], space: Space) -> None:
+    """Refuse forbidden clauses that together exclude every configuration. Decided by
+    enumerating the discrete parameters the clauses name (an inactive conditional parameter
+    counts as a state of its own, so a space is refused only when no state survives); clauses
+    on a continuous parameter, or too many combinations, are not decided here."""
+    keys = list(dict.fromkeys(key for rule in rules for key, _ in rule.clauses))
+    if not keys or not all(space[key].is_discrete for key in keys):
+        return
+    states = [space[key].candidates() + ((None,) if space[key].conditions else ())
+              for key in keys]
+    if math.prod(len(s) for s in states) > _MOST_COMBINATIONS:
+        return
+    for combination in itertools.product(*states):
+        flat = dict(zip(keys, combination, strict=True))
+        if not any(rule.matches(flat) for rule in rules):
+            return
+    raise SpaceError(f"the forbidden clauses exclude every combination of {', '.join(keys)}: "
+                     "no configuration is left to try", key_path=("forbidden",))
 
 
 def _reference(ref: Any, by_key: dict, where: tuple, what: str) -> Parameter:
