@@ -115,9 +115,9 @@ def test_the_score_estimate_of_the_weights_is_unbiased_within_its_standard_error
     train, val = (x[100:130], y[100:130]), (x[300:400], y[300:400])
     lr = 0.1
     state = policy.generator.get_state()
-    h = policy_hypergradient(model, per_image, policy, train, val, lr=lr, draws=300)
+    h = policy_hypergradient(model, per_image, policy, train, val, lr=lr, draws=200)
     policy.generator.set_state(state)
-    plain = policy_hypergradient(model, per_image, policy, train, val, lr=lr, draws=300,
+    plain = policy_hypergradient(model, per_image, policy, train, val, lr=lr, draws=200,
                                  control_variate=False)
     # exact: dJ/dtheta_j = sum_k pi_k ([j = k] - pi_j) E_u,s[mean_i D_ik] (midpoint rule on u)
     v = val_gradient(model, *val)

@@ -29,9 +29,9 @@ GRID = [round(0.1 * i, 1) for i in range(10)]
 # (searcher, scheduler, kill point): every registered searcher and scheduler at least once;
 # "start": within a second of the run's first file, "mid": after a few checkpoints, "end":
 # once every trial has saved its last iteration (its trials do not stop early)
-CAMPAIGN = [("grid", "asha", "start"), ("tpe", "median", "mid"), ("tpe", "fifo", "end"),
+CAMPAIGN = [("grid", "asha", "end"), ("tpe", "median", "mid"), ("race", "fifo", "mid"),
             ("bohb", "bohb", "mid"), ("hypergradient", "hyperband", "start"),
-            ("race", "fifo", "mid"), ("irace", "fifo", "start"), ("random", "pbt", "end"),
+            ("irace", "fifo", "start"), ("random", "pbt", "end"),
             ("random", "hypergradient_pbt", "mid")]
 POPULATION = ("pbt", "hypergradient_pbt")
 
