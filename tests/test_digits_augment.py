@@ -105,63 +105,55 @@ def test_black_box_policy_space_from_a_file(tmp_path, storage, ray_session):
                for r in rows)
 
 
-def test_failed_learned_policy_trial_resumes_exactly(storage, ray_session):
+def test_failed_learned_policy_trials_resume_exactly_and_the_choice_policy_exports(
+        tmp_path, storage, ray_session, capsys):
     """Batches and augmentation draws follow (seed, batch index), so a trial retried from its
-    checkpoint reports what the uninterrupted trial reported."""
-    from ray import tune
-
-    from autometa.trainables.digits_augment import train_digits_augment
-
-    def fit(config, name):
-        return tune.Tuner(train_digits_augment, param_space=config, run_config=tune.RunConfig(
-            storage_path=storage, name=name, verbose=0,
-            failure_config=tune.FailureConfig(max_failures=1))).fit()
-
-    config = {"per_class": 5, "rounds": 4, "inner_steps": 2, "outer_lr": 0.2, "seed": 3}
-    straight = fit(config, "aug-straight")[0].metrics_dataframe
-    broken = fit({**config, "fail_at_round": 2}, "aug-broken")
-    assert not broken.errors
-    history = broken[0].metrics_dataframe
-    assert history["hyperstep"].tolist() == straight["hyperstep"].tolist() == [1, 2, 3, 4]
-    np.testing.assert_allclose(history["val_loss"], straight["val_loss"], rtol=1e-6)
-    np.testing.assert_allclose(history["hparams/augment.probability.5"],
-                               straight["hparams/augment.probability.5"], rtol=1e-6)
-
-
-def test_a_choice_policy_learned_in_trial_resumes_exactly_and_exports(tmp_path, storage,
-                                                                     ray_session, capsys):
-    """``policy: choice``: the learner's result keys in every report, a trial retried from its
-    checkpoint goes on as the uninterrupted one, the exported file is a choice policy."""
+    checkpoint reports what the uninterrupted trial reported: the sub-policy policy (implicit
+    engine) and ``policy: choice`` (PolicyLearner, the public API), side by side in one
+    experiment. The choice trials carry the learner's result keys; ``show`` says how far the
+    best trial's policy moved; the exported file is a choice policy."""
     from ray import tune
 
     from autometa.augment import ChoiceDefinition
-    from autometa.trainables.digits_augment import train_digits_augment
+    from autometa.trainables.digits_augment import DEFAULT_POLICY, train_digits_augment
 
     def fit(config, name):
-        return tune.Tuner(train_digits_augment, param_space=config, run_config=tune.RunConfig(
-            storage_path=storage, name=name, verbose=0,
-            failure_config=tune.FailureConfig(max_failures=1))).fit()
+        return tune.Tuner(train_digits_augment, param_space=config,
+                          tune_config=tune.TuneConfig(max_concurrent_trials=2),
+                          run_config=tune.RunConfig(
+                              storage_path=storage, name=name, verbose=0,
+                              failure_config=tune.FailureConfig(max_failures=1))).fit()
 
-    config = {"policy": "choice", "per_class": 5, "rounds": 4, "inner_steps": 2,
-              "outer_lr": 0.2, "seed": 3, "operations": ["rotate", "translate_x", "solarize"]}
-    straight = fit(config, "choice-straight")[0].metrics_dataframe
-    broken = fit({**config, "fail_at_round": 2}, "choice-broken")
-    assert not broken.errors
-    history = broken[0].metrics_dataframe
-    assert history["hyperstep"].tolist() == straight["hyperstep"].tolist() == [1, 2, 3, 4]
-    for key in ("val_loss", "hparams/augment.p.solarize", "augment_moved"):
-        np.testing.assert_allclose(history[key], straight[key], rtol=1e-6)
+    def by_policy(results):
+        return {("choice" if r.config["policy"] == "choice" else "sub"): r.metrics_dataframe
+                for r in results}
+
+    config = {"per_class": 5, "rounds": 4, "inner_steps": 2, "outer_lr": 0.2, "seed": 3,
+              "policy": tune.grid_search([DEFAULT_POLICY, "choice"]),
+              "operations": ["rotate", "translate_x", "solarize"]}  # (read by choice only)
+    straight = by_policy(fit(config, "aug-straight"))
+    broken_results = fit({**config, "fail_at_round": 2}, "aug-broken")
+    assert not broken_results.errors
+    broken = by_policy(broken_results)
+    keys = {"sub": ("val_loss", "hparams/augment.probability.5"),
+            "choice": ("val_loss", "hparams/augment.p.solarize", "augment_moved")}
+    for kind, history in broken.items():
+        assert history["hyperstep"].tolist() == straight[kind]["hyperstep"].tolist() == \
+            [1, 2, 3, 4]
+        for key in keys[kind]:
+            np.testing.assert_allclose(history[key], straight[kind][key], rtol=1e-6)
+    history = broken["choice"]
     assert history["augment_moved"].iloc[-1] > 0 and history["augment_still"].max() == 0
     assert np.isfinite(history["augment_hypergrad_snr"]).all()
     capsys.readouterr()
-    assert main(["show", os.path.join(storage, "choice-broken"), "--metric", "val_loss",
-                 "--mode", "min", "-o", str(tmp_path / "report")]) == 0
+    assert main(["show", os.path.join(storage, "aug-broken"), "--metric", "augment_moved",
+                 "--mode", "max", "-o", str(tmp_path / "report")]) == 0
     moved = history["augment_moved"].iloc[-1]
     assert f"Augmentation policy of the best trial: moved {moved:.3f} from its start" in \
         capsys.readouterr().out
     out = tmp_path / "policy.yaml"
-    assert main(["policy", "export", os.path.join(storage, "choice-broken"), "-o", str(out),
-                 "--metric", "val_loss", "--mode", "min"]) == 0
+    assert main(["policy", "export", os.path.join(storage, "aug-broken"), "-o", str(out),
+                 "--metric", "augment_moved", "--mode", "max"]) == 0
     policy = load_policy(out)
     assert isinstance(policy, ChoiceDefinition)
     weights = {c.op: c.weight for c in policy.choices}
