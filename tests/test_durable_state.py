@@ -205,17 +205,23 @@ def test_the_resume_trims_only_trials_that_resume(tmp_path):
     done = _write_trial(experiment / "done", names)
     _write_trial(experiment / "running", names)
     _write_trial(experiment / "exploited", names)
+    _write_trial(experiment / "exploited_started", names)
     write_snapshot(str(staging), str(experiment),
                    {"done": "checkpoint_000001", "running": "checkpoint_000000",
-                    "exploited": "checkpoint_000000"},
-                   {"done": "TERMINATED", "running": "RUNNING", "exploited": "PAUSED"},
-                   {"done": "done", "running": "running", "exploited": "done"})
+                    "exploited": "checkpoint_000000", "exploited_started": "checkpoint_000001"},
+                   {"done": "TERMINATED", "running": "RUNNING", "exploited": "PAUSED",
+                    "exploited_started": "RUNNING"},
+                   {"done": "done", "running": "running", "exploited": "done",
+                    "exploited_started": "done"},
+                   {"exploited_started": 3})  # 3 reports when it started from done's
     message = restore_snapshot(str(experiment))
-    assert "1 trial(s) resume from a checkpoint older than their last reports (running)" in message
+    assert "2 trial(s) resume from a checkpoint older than their last reports (exploited_started" \
+           ", running)" in message
     lines = lambda name: (experiment / name / "result.json").read_text().splitlines()  # noqa: E731
     assert [json.loads(x) for x in lines("done")] == done  # finished: untouched
     assert len(lines("running")) == 2
-    assert len(lines("exploited")) == 5  # resumes from another trial's checkpoint: untouched
+    assert len(lines("exploited")) == 5  # not started from another's checkpoint yet: untouched
+    assert len(lines("exploited_started")) == 3  # the reports it makes again from it: cut
 
 
 def test_results_are_copied_only_where_the_staged_log_extends_the_folders(tmp_path):

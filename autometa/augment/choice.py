@@ -14,7 +14,6 @@ its ceilings get pathwise gradients through the differentiable operations. Pure 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -68,14 +67,20 @@ def total_variation(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     return 0.5 * (p - q).abs().sum()
 
 
+def choice_magnitudes(draw: ChoiceDraw, ceilings: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Per image :math:`m_i = u_i c_{k_i}` (identity, :math:`k_i = 0`, has :math:`c_0 = 1`),
+    differentiable in ``ceilings``."""
+    padded = torch.cat([ceilings.new_ones(1), ceilings]).to(draw.uniform.device)
+    return draw.uniform.to(dtype) * padded.to(dtype)[draw.op]
+
+
 def apply_choice(images: torch.Tensor, operations: Sequence[str], ceilings: torch.Tensor | None,
                  draw: ChoiceDraw, magnitudes: torch.Tensor | None = None) -> torch.Tensor:
     """Augment ``images`` (N, C, H, W): image i gets operation ``draw.op[i]`` (0: identity) at
     magnitude ``draw.uniform[i] * ceilings[op - 1]`` (differentiable in ``ceilings``), or at
     ``magnitudes[i]`` when given (differentiable in those)."""
     if magnitudes is None:
-        padded = torch.cat([ceilings.new_ones(1), ceilings])
-        magnitudes = draw.uniform.to(images.dtype) * padded.to(images.dtype)[draw.op]
+        magnitudes = choice_magnitudes(draw, ceilings, images.dtype)
     out = images.clone()
     for k, name in enumerate(operations, start=1):
         rows = (draw.op == k).nonzero().flatten()
@@ -179,7 +184,3 @@ class ChoicePolicy(nn.Module):
         return ChoiceDefinition(tuple(ChoiceOp(name, float(w), float(m))
                                       for name, w, m in zip(self.names, p, c, strict=True)))
 
-
-def uniform_entropy(operations: int) -> float:
-    """The entropy of TrivialAugment's uniform choice among ``operations`` + identity."""
-    return math.log(operations + 1)

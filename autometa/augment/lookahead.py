@@ -45,7 +45,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from autometa.augment.choice import ChoicePolicy, apply_choice
+from autometa.augment.choice import ChoicePolicy, apply_choice, choice_magnitudes
 
 PerSampleLoss = Callable[[torch.Tensor, Any], torch.Tensor]  # (outputs, targets) -> (N,)
 
@@ -164,9 +164,7 @@ def _estimate(model: nn.Module, loss_fn: PerSampleLoss, policy: ChoicePolicy,
     samples, aligned_total = [], 0.0
     for _ in range(draws):
         draw = policy.sample(len(x), x.device)
-        padded = torch.cat([ceilings.new_ones(1), ceilings])  # identity: no magnitude
-        magnitudes = (draw.uniform * padded.to(draw.uniform.device)[draw.op]).to(x.dtype)
-        magnitudes = magnitudes.detach().requires_grad_(True)
+        magnitudes = choice_magnitudes(draw, ceilings, x.dtype).detach().requires_grad_(True)
         aligned = directional(apply_choice(x, policy.operations, None, draw, magnitudes), y)
         (d_magnitude,) = torch.autograd.grad(aligned.sum(), magnitudes)
         aligned = aligned.detach().double()

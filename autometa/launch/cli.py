@@ -335,8 +335,9 @@ def _show(args: argparse.Namespace) -> int:
         print(table[columns].head(args.top).to_string(index=False))
     if summary.hypergrad_checks:
         print(hypergrad_summary(*summary.hypergrad_checks))
-    if policy_summary(summary):
-        print(policy_summary(summary))
+    policy = policy_summary(summary)
+    if policy:
+        print(policy)
     counted = saved_outcome(summary)
     if counted:
         print(counted.line())

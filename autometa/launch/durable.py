@@ -96,11 +96,14 @@ def current_snapshot(experiment: str) -> str | None:
 
 def write_snapshot(staging: str, experiment: str, refs: dict[str, str | None],
                    statuses: dict[str, str] | None = None,
-                   sources: dict[str, str | None] | None = None) -> str:
+                   sources: dict[str, str | None] | None = None,
+                   started: dict[str, int] | None = None) -> str:
     """Copy the state files of ``staging`` to a new snapshot of ``experiment`` and make it the
     current one. Goes with it, per trial folder: ``refs``, the checkpoint it resumes from;
     ``statuses``, its status in that state; ``sources``, the trial folder that checkpoint is in
-    (another trial's after a population scheduler's exploit)."""
+    (another trial's after a population scheduler's exploit); ``started``, for a trial that
+    started from another trial's checkpoint (``refs``), the reports it had then (those after
+    them it makes again when it resumes from that checkpoint)."""
     root = os.path.join(experiment, FOLDER)
     os.makedirs(root, exist_ok=True)
     previous = current_snapshot(experiment)
@@ -113,7 +116,7 @@ def write_snapshot(staging: str, experiment: str, refs: dict[str, str | None],
             shutil.copy2(os.path.join(staging, name), os.path.join(folder, name))
     with open(os.path.join(folder, REFS), "w") as handle:
         json.dump({"time": time.time(), "checkpoints": refs, "statuses": statuses or {},
-                   "sources": sources or {}}, handle)
+                   "sources": sources or {}, "started": started or {}}, handle)
     pointer = os.path.join(root, POINTER)
     with open(pointer + ".tmp", "w") as handle:
         handle.write(os.path.basename(folder))
@@ -159,6 +162,9 @@ class DurableStateCallback(Callback):
         self._saved_refs: dict[str, str | None] | None = None  # from the last save, if pending
         self._saved_statuses: dict[str, str] = {}
         self._saved_sources: dict[str, str | None] = {}
+        self._saved_started: dict[str, int] = {}
+        # trial folder -> (another trial's checkpoint it started from, its reports then)
+        self._started: dict[str, tuple[str, int]] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         return {"keep": self.keep}
@@ -177,6 +183,10 @@ class DurableStateCallback(Callback):
         self._saved_refs = {_folder(t): _checkpoint_name(t) for t in local}
         self._saved_statuses = {_folder(t): str(t.status) for t in local}
         self._saved_sources = {_folder(t): _checkpoint_folder(t) for t in local}
+        self._saved_started = {
+            _folder(t): self._started[_folder(t)][1] for t in local
+            if _folder(t) in self._started and t.checkpoint is not None
+            and self._started[_folder(t)][0] == t.checkpoint.path}
         return None  # nothing of ours to save
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -184,8 +194,13 @@ class DurableStateCallback(Callback):
         # from the experiment folder each time it starts again with a checkpoint (after a
         # pause, a retry): where Tune's background copy has not brought the latest results
         # there yet, those results would be overwritten. Bring them there first.
-        if _is_local(trial):
-            copy_results(trial.storage.trial_driver_staging_path, trial.storage.trial_fs_path)
+        if not _is_local(trial):
+            return
+        copy_results(trial.storage.trial_driver_staging_path, trial.storage.trial_fs_path)
+        folder, checkpoint = _folder(trial), trial.checkpoint
+        if checkpoint is not None and _checkpoint_folder(trial) != folder:  # an exploit's
+            if self._started.get(folder, ("",))[0] != checkpoint.path:  # (a retry: the first)
+                self._started[folder] = (checkpoint.path, count_reports(trial.storage.trial_fs_path))
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         self._trials = trials
@@ -204,7 +219,7 @@ class DurableStateCallback(Callback):
             copy_results(trial.storage.trial_driver_staging_path, trial.storage.trial_fs_path)
         storage = local[0].storage
         write_snapshot(storage.experiment_driver_staging_path, storage.experiment_fs_path, refs,
-                       self._saved_statuses, self._saved_sources)
+                       self._saved_statuses, self._saved_sources, self._saved_started)
         if self.keep is None:
             return
         for trial in local:
@@ -240,6 +255,23 @@ def copy_results(staging: str, folder: str) -> list[str]:
             continue
         copied.append(name)
     return copied
+
+
+def count_reports(folder: str) -> int:
+    """The whole reports in a trial folder's ``result.json`` (0 where there is none)."""
+    try:
+        with open(os.path.join(folder, RESULT_FILES[0])) as handle:
+            lines = handle.read().splitlines()
+    except FileNotFoundError:
+        return 0
+    count = 0
+    for line in lines:
+        try:
+            json.loads(line)
+        except ValueError:
+            break
+        count += 1
+    return count
 
 
 def _extends(source: str, target: str, tail: int = 256) -> bool:
@@ -341,23 +373,29 @@ def _trim_resuming(experiment: str, snapshot: str, aside: str) -> list[str]:
     """Trim the results of the snapshot's trials that resume (every status but TERMINATED)."""
     manifest = _manifest(snapshot)
     refs, statuses = manifest["checkpoints"], manifest.get("statuses", {})
-    sources = manifest.get("sources", {})
+    sources, started = manifest.get("sources", {}), manifest.get("started", {})
     trimmed = []
     for folder, status in sorted(statuses.items()):
         trial_dir = os.path.join(experiment, folder)
         ref = refs.get(folder)
         if status == "TERMINATED" or not os.path.isdir(trial_dir):
             continue
-        if ref is not None and sources.get(folder) != folder:
-            continue  # resumes from another trial's checkpoint (an exploit): its clock moved
-        if trim_results(trial_dir, ref, os.path.join(aside, folder)):
+        reports = None
+        if ref is not None and sources.get(folder) != folder:  # another trial's (an exploit)
+            if folder not in started:
+                continue  # not started from it yet: every report is its own history's
+            reports = int(started[folder])  # its reports from that checkpoint on come again
+        if trim_results(trial_dir, ref, os.path.join(aside, folder), reports=reports):
             trimmed.append(folder)
     return trimmed
 
 
-def trim_results(trial_dir: str, checkpoint: str | None, aside: str) -> int:
+def trim_results(trial_dir: str, checkpoint: str | None, aside: str, *,
+                 reports: int | None = None) -> int:
     """Cut a trial's ``result.json`` and ``progress.csv`` after the report that saved
-    ``checkpoint`` (None: the trial starts over, so after no report); return the reports cut.
+    ``checkpoint`` (None: the trial starts over, so after no report), or after its first
+    ``reports`` reports where given (it resumes from another trial's checkpoint, which none of
+    its reports names); return the reports cut.
 
     A resumed trial reports again every iteration after the checkpoint it resumes from (a
     trial that finished after Tune's last save of the experiment state, too: to Tune it was
@@ -378,7 +416,9 @@ def trim_results(trial_dir: str, checkpoint: str | None, aside: str) -> int:
             rows.append(json.loads(line))
         except ValueError:
             break  # the line the kill cut off (a report of the driver's, never acted on)
-    if checkpoint is None:
+    if reports is not None:
+        keep = min(reports, len(rows))
+    elif checkpoint is None:
         keep = 0
     else:
         named = [i for i, row in enumerate(rows) if isinstance(row, dict)

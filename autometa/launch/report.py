@@ -89,8 +89,9 @@ def print_report(results: object, path: str, exp: Experiment, planned: int | Non
     print("  " + yaml.safe_dump(summary.best_config, sort_keys=False).rstrip().replace("\n", "\n  "))
     if summary.hypergrad_checks:
         print(hypergrad_summary(*summary.hypergrad_checks))
-    if policy_summary(summary):
-        print(policy_summary(summary))
+    policy = policy_summary(summary)
+    if policy:
+        print(policy)
     print(f"Results: {path}")
     print(f"Best config written to {config_file}; more with: autometa show {path}")
     if saved and saved == reports_per_trial(summary):
