@@ -511,13 +511,20 @@ def test_curate_digits_finds_flipped_labels(tmp_path, capsys):
     out = tmp_path / "cur"
     assert main(["curate", "--dataset", "digits", "--flip", "0.2", "-o", str(out)]) == 0
     text = capsys.readouterr().out
-    auroc = float(text.split("AUROC of the derivative for the flipped labels: ")[1].split()[0])
-    assert auroc > 0.9
+    auroc = float(text.split("AUROC of the loo score for the flipped labels: ")[1].split()[0])
+    assert auroc > 0.99
     rows = list(csv.DictReader(open(out / "curation.csv")))
-    assert len(rows) == 1797 and (out / "derivative_hist.png").exists()
-    derivatives = [float(r["derivative"]) for r in rows]
-    assert derivatives == sorted(derivatives, reverse=True)        # most suspect first
-    assert sum(int(r["suspect"]) for r in rows) == 180
+    assert len(rows) == 1797 and (out / "score_hist.png").exists()
+    scores = [float(r["score"]) for r in rows]
+    assert scores == sorted(scores, reverse=True)        # most suspect first
+    flagged = [r for r in rows if r["suspect"] == "1"]
+    assert all(r["predicted"] != r["label"] for r in flagged)  # predicted as another class
+    assert sum(r["flipped"] == "1" for r in flagged) >= 0.95 * 359  # nearly every flip found
+    assert main(["curate", "--dataset", "digits", "--flip", "0.2", "--method", "derivative",
+                 "-o", str(tmp_path / "der")]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "der" / "curation.csv")))
+    assert sum(int(r["suspect"]) for r in rows) == 180  # the largest 10 % by default
+    assert "AUROC of the derivative score" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("arrays,match", [

@@ -1,4 +1,5 @@
-"""Bundled datasets (shipped with dependencies; nothing is downloaded) and dataset derivatives.
+"""Bundled datasets (shipped with dependencies; nothing is downloaded), dataset derivatives and
+wrong-label detection (:mod:`autometa.data.label_issues`, cleanlab's conventions).
 
 ``loo_error``/``loo_gradient`` (:mod:`autometa.data.loo`) need torch and are imported on
 first use, so that the digits data stay torch-free.

@@ -108,18 +108,31 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--mode", choices=("min", "max"), help="with --metric")
     q.set_defaults(handler=_policy_export)
 
-    p = sub.add_parser("curate", help="rank a dataset's samples by their dataset derivative",
-                       description="Compute each sample's leave-one-out dataset derivative "
-                                   "(weighted ridge on the features), flag suspects (likely "
-                                   "wrong labels), write curation.csv and derivative_hist.png.")
+    p = sub.add_parser("curate", help="find likely wrong labels in a dataset",
+                       description="Rank every sample of a dataset by how likely its label is "
+                                   "wrong (exact leave-one-out predictions of a ridge "
+                                   "classifier on the standardized features, or the dataset "
+                                   "derivative), flag suspects, write curation.csv and "
+                                   "score_hist.png.")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--dataset", choices=("digits",), help="a built-in dataset")
     source.add_argument("--npz", metavar="FILE", help="a .npz file with features and labels")
+    source.add_argument("--table", metavar="FILE",
+                        help="a CSV, TSV or Parquet table with a label column")
     p.add_argument("--features-key", default="features", help="array of features in --npz")
     p.add_argument("--labels-key", default="labels", help="array of integer labels in --npz")
-    p.add_argument("--ridge", type=float, default=1.0, help="ridge of the model (default 1)")
-    p.add_argument("--share", type=float, default=0.1,
-                   help="share of samples to flag, largest derivative first (default 0.1)")
+    p.add_argument("--label-column", help="the label column of --table")
+    p.add_argument("--feature-columns", metavar="A,B,...",
+                   help="feature columns of --table (default: every other column)")
+    p.add_argument("--method", choices=("loo", "derivative"), default="loo",
+                   help="loo: leave-one-out predictions, flag those predicted as another class "
+                        "(default); derivative: the dataset derivative, flag the --share "
+                        "largest")
+    p.add_argument("--ridge", default="auto",
+                   help="ridge of the model (default auto: the lowest leave-one-out error)")
+    p.add_argument("--share", type=float, default=None,
+                   help="flag this share of samples, most suspect first (default: loo flags "
+                        "those predicted as another class; derivative flags 0.1)")
     p.add_argument("--flip", type=float, default=0.0,
                    help="first flip this share of labels at random and report the AUROC of "
                         "finding them (a check of the method on these features)")
@@ -352,22 +365,41 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _curate(args: argparse.Namespace) -> int:
-    from autometa.launch.curate import curate, flip_labels, load_arrays
+    from autometa.launch.curate import curate, flip_labels, load_arrays, load_table
 
-    features, labels = load_arrays(args.dataset, args.npz, args.features_key, args.labels_key)
+    ridge: float | str = args.ridge
+    if ridge != "auto":
+        try:
+            ridge = float(ridge)
+        except ValueError:
+            raise ValueError(f"--ridge must be a positive number or 'auto', got {ridge!r}") \
+                from None
+    classes, note = None, ""
+    if args.table is not None:
+        columns = args.feature_columns.split(",") if args.feature_columns else None
+        table = load_table(args.table, args.label_column, columns)
+        features, labels, classes = table.features, table.labels, table.classes
+        if table.encoded:
+            note = f"; one-hot encoded: {', '.join(table.encoded)}"
+    else:
+        if args.label_column or args.feature_columns:
+            raise ValueError("--label-column and --feature-columns go with --table")
+        features, labels = load_arrays(args.dataset, args.npz, args.features_key,
+                                       args.labels_key)
     flipped = None
     if args.flip:
         labels, flipped = flip_labels(labels, args.flip, args.seed)
     print(f"autometa curate: {len(labels)} samples, {features.shape[1]} features, "
           f"{int(labels.max()) + 1} classes" +
           (f", {int(flipped.sum())} labels flipped (seed {args.seed})" if flipped is not None
-           else ""), flush=True)
-    report = curate(features, labels, args.output, ridge=args.ridge, share=args.share,
-                    flipped=flipped)
-    print(f"leave-one-out error {report.error:.4f}; {int(report.suspect.sum())} suspects "
-          f"flagged (largest derivative first)")
+           else "") + note, flush=True)
+    report = curate(features, labels, args.output, method=args.method, ridge=ridge,
+                    share=args.share, flipped=flipped, classes=classes)
+    how = ("predicted as another class by the leave-one-out model" if args.method == "loo"
+           and args.share is None else "most suspect first")
+    print(f"{report.model}; {int(report.suspect.sum())} suspects flagged ({how})")
     if report.auroc is not None:
-        print(f"AUROC of the derivative for the flipped labels: {report.auroc:.3f}")
+        print(f"AUROC of the {args.method} score for the flipped labels: {report.auroc:.3f}")
     print("written: " + ", ".join(report.files))
     return 0
 

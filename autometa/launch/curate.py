@@ -1,11 +1,21 @@
-"""``autometa curate``: rank a dataset's samples by their dataset derivative, flag suspects.
+"""``autometa curate``: find a dataset's likely wrong labels, rank every sample, flag suspects.
 
-Input: the built-in digits (pixels in [0, 1], 1,797 samples) or a ``.npz`` file with a feature
-matrix (N x D, e.g. a network's penultimate activations) and integer labels (N,). A bias column
-is appended. Output: ``curation.csv`` (index, label, derivative, suspect; with ``--flip``, also
-whether the label was flipped) and ``derivative_hist.png``. With ``--flip`` a share of the
-labels is flipped at random first (seeded), and the AUROC of the derivative for finding them is
-printed: a check of the method on your own features.
+Input: the built-in digits (pixels, 1,797 samples), a ``.npz`` file with a feature matrix
+(N x D, e.g. a network's penultimate activations) and integer labels (N,), or a table (CSV, TSV
+or Parquet) with a label column (any values: names or numbers) and feature columns (numbers;
+text and boolean columns are one-hot encoded). The features are standardized and a bias
+column is appended.
+
+Methods: ``loo`` (the default) ranks by the exact leave-one-out predictions of a ridge
+classifier, linear or RBF kernel, whichever has the lower leave-one-out error
+(:mod:`autometa.data.label_issues`: cleanlab's out-of-sample probabilities without the K
+trainings), and flags the samples predicted as another class; ``derivative`` ranks by the
+dataset derivative of the leave-one-out error (DIVA) and flags the ``--share`` largest.
+
+Output: ``curation.csv`` (most suspect first: index, label, score, predicted class, suspect;
+with ``--flip`` also whether the label was flipped) and ``score_hist.png``. With ``--flip`` a
+share of the labels is flipped at random first (seeded), and the AUROC of the score for
+finding them is printed: a check of the method on your own data.
 """
 
 from __future__ import annotations
@@ -16,17 +26,45 @@ from dataclasses import dataclass
 
 import numpy as np
 
+METHODS = ("loo", "derivative")
+TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
+
 
 @dataclass
 class CurationReport:
-    """What ``autometa curate`` computed and wrote."""
+    """What ``autometa curate`` computed and wrote.
 
-    error: float
-    derivative: np.ndarray
+    Attributes:
+        score: Per sample; larger = more suspect (1 - label quality for ``loo``, the
+            derivative for ``derivative``).
+        suspect: The flagged samples.
+        predicted: The leave-one-out prediction (``loo``; None for ``derivative``).
+        ridge: The ridge used (chosen by leave-one-out error unless given).
+        error: The leave-one-out error at that ridge.
+        model: The leave-one-out model, in words.
+    """
+
+    method: str
+    score: np.ndarray
     suspect: np.ndarray
+    predicted: np.ndarray | None
+    ridge: float
+    error: float
     flipped: np.ndarray | None
     auroc: float | None
     files: list[str]
+    model: str = ""
+
+
+@dataclass
+class Table:
+    """A table read for curation: features, integer labels and what they mean."""
+
+    features: np.ndarray
+    labels: np.ndarray
+    classes: list
+    feature_names: list[str]
+    encoded: list[str]  # text or boolean columns that were one-hot encoded
 
 
 def load_arrays(dataset: str | None, npz: str | None, features_key: str = "features",
@@ -76,6 +114,84 @@ def load_arrays(dataset: str | None, npz: str | None, features_key: str = "featu
     return x.astype(np.float64), y.astype(np.int64)
 
 
+def load_table(path: str, label_column: str | None,
+               feature_columns: list[str] | None = None) -> Table:
+    """Features and labels from a CSV, TSV or Parquet table.
+
+    The label column may hold any values (class names or numbers; each distinct value is a
+    class, in sorted order). Feature columns (default: every other column) must be numbers,
+    booleans or text (text and booleans are one-hot encoded), with no missing values.
+
+    Raises:
+        ValueError: an unreadable or empty table, a missing column (the columns are named),
+            missing values (the column and how many), a single class.
+    """
+    import pandas as pd
+
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such file")
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix not in TABLE_SUFFIXES:
+        raise ValueError(f"{path}: a table must be {', '.join(TABLE_SUFFIXES)}, got "
+                         f"{suffix or 'no suffix'!r}")
+    try:
+        if suffix in (".parquet", ".pq"):
+            frame = pd.read_parquet(path)
+        else:
+            frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
+    except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as err:
+        raise ValueError(f"{path}: not a readable {suffix[1:]} table ({err})") from err
+    except ImportError as err:  # no Parquet engine
+        raise ValueError(f"{path}: reading Parquet needs pyarrow ({err})") from err
+    columns = [str(c) for c in frame.columns]
+    frame.columns = columns
+    if label_column is None:
+        raise ValueError(f"{path}: name the label column with --label-column (columns: "
+                         f"{_listed(columns)})")
+    if label_column not in columns:
+        raise ValueError(f"{path}: no column {label_column!r} (columns: {_listed(columns)})")
+    names = [c for c in columns if c != label_column] if feature_columns is None \
+        else list(feature_columns)
+    unknown = [c for c in names if c not in columns]
+    if unknown:
+        raise ValueError(f"{path}: no column {unknown[0]!r} (columns: {_listed(columns)})")
+    if label_column in names:
+        raise ValueError(f"{path}: the label column {label_column!r} is also a feature column")
+    if not names:
+        raise ValueError(f"{path}: no feature columns besides {label_column!r}")
+    if len(frame) < 3:
+        raise ValueError(f"{path}: {len(frame)} rows; curation needs at least 3")
+    for column in [label_column, *names]:
+        missing = int(frame[column].isna().sum())
+        if missing:
+            raise ValueError(f"{path}: column {column!r} has {missing} missing value(s); fill "
+                             "or drop them first")
+    classes, labels = np.unique(frame[label_column].to_numpy(), return_inverse=True)
+    if len(classes) < 2:
+        raise ValueError(f"{path}: column {label_column!r} holds one class ({classes[0]!r}); "
+                         "curation needs at least two")
+    numeric, encoded = [], []
+    for column in names:
+        series = frame[column]
+        if pd.api.types.is_bool_dtype(series) or not pd.api.types.is_numeric_dtype(series):
+            encoded.append(column)
+            numeric.append(pd.get_dummies(series.astype(str), prefix=column, dtype=float))
+        else:
+            numeric.append(series.astype(float).to_frame())
+    features = pd.concat(numeric, axis=1)
+    if not np.isfinite(features.to_numpy()).all():
+        bad = [c for c in features.columns if not np.isfinite(features[c].to_numpy()).all()]
+        raise ValueError(f"{path}: column {bad[0]!r} holds inf")
+    return Table(features.to_numpy(dtype=np.float64), labels.astype(np.int64),
+                 [c.item() if hasattr(c, "item") else c for c in classes],
+                 [str(c) for c in features.columns], encoded)
+
+
+def _listed(columns: list[str], most: int = 12) -> str:
+    shown = ", ".join(columns[:most])
+    return shown + (f", ... ({len(columns)} in all)" if len(columns) > most else "")
+
+
 def flip_labels(labels: np.ndarray, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Flip ``share`` of the labels to another class, uniformly at random (seeded)."""
     if not 0 <= share < 1:
@@ -89,39 +205,74 @@ def flip_labels(labels: np.ndarray, share: float, seed: int) -> tuple[np.ndarray
     return noisy, flipped
 
 
-def curate(features: np.ndarray, labels: np.ndarray, output: str, ridge: float = 1.0,
-           share: float = 0.1, flipped: np.ndarray | None = None) -> CurationReport:
-    """Compute the derivative, flag suspects, write the CSV and the histogram."""
-    import torch
+def curate(features: np.ndarray, labels: np.ndarray, output: str, method: str = "loo",
+           ridge: float | str = "auto", share: float | None = None,
+           flipped: np.ndarray | None = None, classes: list | None = None) -> CurationReport:
+    """Score every sample, flag suspects, write ``curation.csv`` and ``score_hist.png``.
 
-    from autometa.data.curation import dataset_derivative, suspects
+    ``share`` flags that share of the samples, most suspect first (the default: those
+    predicted as another class for ``loo``, 0.1 for ``derivative``). ``classes`` names the
+    integer labels in the CSV.
+    """
+    from autometa.data.label_issues import loo_pred_probs, standardize
 
-    x = torch.as_tensor(np.hstack([features, np.ones((len(features), 1))]), dtype=torch.float64)
-    y = torch.as_tensor(labels)
-    error, grad = dataset_derivative(x, y, ridge=ridge)
-    flags = suspects(grad, share=share).numpy()
-    derivative = grad.numpy()
+    if method not in METHODS:
+        raise ValueError(f"--method must be one of {METHODS}, got {method!r}")
+    if share is not None and not 0 < share <= 1:
+        raise ValueError(f"--share must be in (0, 1], got {share}")
+    # (the derivative is that of the linear model's leave-one-out error)
+    loo = loo_pred_probs(features, labels, ridge=ridge,
+                         model="auto" if method == "loo" else "linear")
+    predicted = None
+    if method == "loo":
+        from autometa.data.label_issues import find_label_issues, label_quality_scores
+
+        score = 1.0 - label_quality_scores(labels, loo.pred_probs, method="normalized_margin")
+        flags = find_label_issues(labels, loo.pred_probs) if share is None else \
+            _top(score, share)
+        predicted = loo.pred_probs.argmax(axis=1)
+    else:
+        import torch
+
+        from autometa.data.curation import dataset_derivative
+
+        x = torch.as_tensor(standardize(features))
+        _, grad = dataset_derivative(x, torch.as_tensor(labels), ridge=loo.ridge)
+        score = grad.numpy()
+        flags = _top(score, 0.1 if share is None else share) & (score > 0)
+    name = (lambda k: classes[int(k)]) if classes is not None else int  # noqa: E731
     os.makedirs(output, exist_ok=True)
     table = os.path.join(output, "curation.csv")
     with open(table, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["index", "label", "derivative", "suspect"] +
+        writer.writerow(["index", "label", "score", "predicted", "suspect"] +
                         (["flipped"] if flipped is not None else []))
-        for i in np.argsort(-derivative):
-            writer.writerow([int(i), int(labels[i]), f"{derivative[i]:.6g}", int(flags[i])] +
-                            ([int(flipped[i])] if flipped is not None else []))
+        for i in np.argsort(-score, kind="stable"):
+            writer.writerow([int(i), name(labels[i]), f"{score[i]:.6g}",
+                             name(predicted[i]) if predicted is not None else "",
+                             int(flags[i])] + ([int(flipped[i])] if flipped is not None else []))
     auroc = None
     if flipped is not None and 0 < flipped.sum() < len(flipped):
         from sklearn.metrics import roc_auc_score
 
-        auroc = float(roc_auc_score(flipped, derivative))
-    plot = os.path.join(output, "derivative_hist.png")
-    _histogram(derivative, flags, plot, flipped)
-    return CurationReport(error, derivative, flags, flipped, auroc, [table, plot])
+        auroc = float(roc_auc_score(flipped, score))
+    plot = os.path.join(output, "score_hist.png")
+    _histogram(score, flags, plot, flipped, "1 - label quality (normalized margin)"
+               if method == "loo" else "d LOO error / d sample weight")
+    return CurationReport(method, score, flags, predicted, loo.ridge, loo.loo_error, flipped, auroc,
+                          [table, plot], loo.describe())
+
+
+def _top(score: np.ndarray, share: float) -> np.ndarray:
+    """The ``share`` of samples with the largest score (at least one)."""
+    count = max(1, int(round(share * len(score))))
+    mask = np.zeros(len(score), dtype=bool)
+    mask[np.argsort(-score, kind="stable")[:count]] = True
+    return mask
 
 
 def _histogram(derivative: np.ndarray, flags: np.ndarray, file: str,
-               flipped: np.ndarray | None = None) -> None:
+               flipped: np.ndarray | None = None, label: str = "score") -> None:
     """Kept and suspect samples; with ``flipped`` (``--flip``), the flipped ones outlined."""
     import matplotlib
 
@@ -135,7 +286,7 @@ def _histogram(derivative: np.ndarray, flags: np.ndarray, file: str,
     if flipped is not None and flipped.any():
         ax.hist(derivative[flipped.astype(bool)], bins=bins, histtype="step", color="black",
                 linewidth=1.5, label="flipped (--flip)")
-    ax.set_xlabel("d LOO error / d sample weight")
+    ax.set_xlabel(label)
     ax.set_ylabel("samples")
     ax.set_yscale("log")
     ax.legend()
