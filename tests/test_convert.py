@@ -180,3 +180,72 @@ def test_a_tune_distribution_inside_a_list_is_refused_by_name():
         from_tune({"layers": [1, tune.uniform(2, 3), 4]})
     with pytest.raises(ValueError, match=r"model\.blocks\[0\]: a Tune distribution"):
         from_tune({"model": {"blocks": [{"width": tune.choice([8, 16])}]}})
+
+
+def _foreign(name):
+    from ConfigSpace import Beta, Categorical, Float, Integer, Normal, OrdinalHyperparameter
+
+    return {
+        "weights": (Categorical("c", ["a", "b"], weights=[0.9, 0.1]), "c: weights [0.9, 0.1]"),
+        "log normal": (Float("f", (1e-3, 1.0), distribution=Normal(0.1, 0.1), log=True),
+                       "f: a normal distribution on the log scale"),
+        "beta": (Float("b", (0.0, 1.0), distribution=Beta(2, 3)), "b: a beta(2, 3) distribution"),
+        "normal integer": (Integer("i", (1, 10), distribution=Normal(5, 2)),
+                           "i: a normal(5, 2) distribution over integers"),
+        "beta integer": (Integer("j", (1, 10), distribution=Beta(2, 3)), "j: a beta(2, 3)"),
+        "ordinal": (OrdinalHyperparameter("o", ["low", "mid", "high"]),
+                    "o: the order of an ordinal"),
+        "float default": (Float("d", (0.0, 1.0), default=0.9), "d: its default 0.9"),
+        "choice default": (Categorical("e", ["a", "b"], default="b"), "e: its default 'b'"),
+    }[name]
+
+
+@pytest.mark.parametrize("name", ["weights", "log normal", "beta", "normal integer",
+                                  "beta integer", "ordinal", "float default", "choice default"])
+def test_configspace_features_autometa_cannot_hold_are_refused_by_name(name):
+    hp, says = _foreign(name)
+    cs = ConfigurationSpace()
+    cs.add(hp)
+    with pytest.raises(ValueError, match="cannot hold") as err:
+        from_configspace(cs)
+    assert says in str(err.value) and "lossy=True" in str(err.value)
+    with pytest.warns(UserWarning, match="not kept: " + says.split(":")[0]):
+        space = from_configspace(cs, lossy=True)
+    assert [p.key for p in space.parameters] == [hp.name]
+
+
+def test_plain_configspace_features_convert_without_a_word():
+    import warnings
+
+    from ConfigSpace import Categorical, Float, Integer, Normal
+
+    cs = ConfigurationSpace()
+    cs.add([Float("lr", (1e-4, 1e-1), log=True), Integer("n", (1, 100), log=True),
+            Float("m", (0.0, 10.0), distribution=Normal(5.0, 2.0)),
+            Categorical("act", ["relu", "tanh"]), Categorical("w", ["a", "b"], weights=[1, 1])])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        space = from_configspace(cs)
+    assert {p.key: p.dist for p in space.parameters} == {
+        "act": "choice", "lr": "uniform", "m": "normal", "n": "randint", "w": "choice"}
+
+
+def test_a_default_the_forbidden_clauses_exclude_moves_to_an_allowed_combination():
+    space = space_from_dict({
+        "parameters": {"a": {"type": "choice", "values": ["x", "y"]},
+                       "b": {"type": "choice", "values": ["u", "v"]},
+                       "n": {"type": "randint", "low": 1, "high": 3}},
+        "forbidden": [{"a": "x", "b": "u"}, {"a": "y", "b": "u"}, {"a": "x", "b": "v", "n": 2}]})
+    cs = to_configspace(space, seed=0)  # (ConfigSpace refused this space before)
+    default = decode_configspace(space, dict(cs.get_default_configuration()))
+    assert not space.is_forbidden(default) and default["b"] == "v"
+    for config in cs.sample_configuration(50):
+        assert not space.is_forbidden(decode_configspace(space, dict(config)))
+    from autometa.searchers import make_searcher
+
+    bohb = make_searcher("bohb", space, metric="loss", mode="min", seed=0)  # it can start
+    suggested = [bohb.suggest(f"t{i}") for i in range(6)]
+    assert all(not space.is_forbidden(c) for c in suggested), suggested
+    back = from_configspace(cs)  # and the round trip is whole (ConfigSpace sorts the clauses)
+    assert back.parameters == space.parameters
+    assert sorted(map(repr, back.forbidden)) == sorted(map(repr, space.forbidden))

@@ -44,6 +44,16 @@ def test_black_box_searchers_do_not_load_torch(name):
     assert "torch" not in loaded and "ray" in loaded
 
 
+def test_finding_wrong_labels_loads_neither_torch_nor_ray():
+    loaded = loaded_after(
+        "import numpy as np\n"
+        "from autometa.data.label_issues import find_label_issues, label_quality_scores\n"
+        "x = np.random.default_rng(0).normal(size=(60, 3)); y = (x[:, 0] > 0).astype(int)\n"
+        "assert find_label_issues(y, features=x).shape == (60,)\n"
+        "label_quality_scores(y, features=x)")
+    assert "torch" not in loaded and "ray" not in loaded
+
+
 def test_hypergradient_engine_never_imports_ray():
     loaded = loaded_after("import autometa.hypergrad, autometa.hypergrad.loop, "
                           "autometa.hypergrad.families, autometa.trial")

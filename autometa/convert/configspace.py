@@ -37,7 +37,12 @@ from ConfigSpace import (
     OrdinalHyperparameter,
     UniformFloatHyperparameter,
 )
-from ConfigSpace.hyperparameters import IntegerHyperparameter
+from ConfigSpace.hyperparameters import (
+    BetaFloatHyperparameter,
+    BetaIntegerHyperparameter,
+    IntegerHyperparameter,
+    NormalIntegerHyperparameter,
+)
 
 from autometa.space import Condition, Parameter, Space
 from autometa.space.parameters import _same, to_plain
@@ -49,15 +54,32 @@ _META = "autometa"
 def to_configspace(space: Space, seed: int | None = None) -> ConfigurationSpace:
     """Return the ``ConfigurationSpace`` of ``space`` (scalar constants become ``Constant``).
 
+    ConfigSpace needs its default configuration to be allowed: where the forbidden clauses
+    exclude the default values (the first choice of each), the first allowed combination of
+    the parameters they name becomes the default.
+
     Raises:
         ValueError: for a normal parameter without both ``low`` and ``high``.
     """
+    cs = _build(space, seed, {})
+    if space.forbidden:
+        default = decode_configspace(space, dict(cs.get_default_configuration()))
+        if space.is_forbidden(default):
+            allowed = _allowed_default(space, default)
+            if allowed is not None:
+                cs = _build(space, seed, {k: _encode(space[k], v) for k, v in allowed.items()})
+    cs.add(_forbiddens(space, {hp.name: hp for hp in cs.values()}))
+    return cs
+
+
+def _build(space: Space, seed: int | None, defaults: dict[str, Any]) -> ConfigurationSpace:
+    """The hyperparameters and conditions of ``space`` (``defaults``: native default values)."""
     cs = ConfigurationSpace(seed=seed)
     hps = {}
     for order, p in enumerate(space.parameters):
         if p.dist == "constant" and not _is_scalar(p.value):
             continue
-        hp = _hyperparameter(p)
+        hp = _hyperparameter(p, defaults.get(p.key))
         hp.meta[_META]["order"] = order  # ConfigSpace sorts by name; keep the file's order
         hps[p.key] = hp
     cs.add(list(hps.values()))
@@ -68,6 +90,10 @@ def to_configspace(space: Space, seed: int | None = None) -> ConfigurationSpace:
         parts = [_condition(hps[p.key], hps[c.parent], space[c.parent], c) for c in p.conditions]
         conditions.append(parts[0] if len(parts) == 1 else AndConjunction(*parts))
     cs.add(conditions)
+    return cs
+
+
+def _forbiddens(space: Space, hps: dict[str, Any]) -> list:
     forbiddens = []
     for rule in space.forbidden:
         clauses = []
@@ -76,8 +102,28 @@ def to_configspace(space: Space, seed: int | None = None) -> ConfigurationSpace:
             clauses.append(ForbiddenEqualsClause(hps[key], native[0]) if len(native) == 1
                            else ForbiddenInClause(hps[key], native))
         forbiddens.append(clauses[0] if len(clauses) == 1 else ForbiddenAndConjunction(*clauses))
-    cs.add(forbiddens)
-    return cs
+    return forbiddens
+
+
+_MOST_DEFAULTS = 200_000
+
+
+def _allowed_default(space: Space, default: dict[str, Any]) -> dict[str, Any] | None:
+    """The values, for the discrete parameters the forbidden clauses name, of the first allowed
+    combination (each parameter's default tried first); None when none is found in
+    :data:`_MOST_DEFAULTS` tries (ConfigSpace then names the clause)."""
+    import itertools
+
+    keys = [k for k in dict.fromkeys(key for rule in space.forbidden for key, _ in rule.clauses)
+            if k in default and space[k].is_discrete and space[k].dist != "constant"]
+    options = [sorted(space[k].candidates(), key=lambda v, k=k: not _same(v, default[k]))
+               for k in keys]
+    for combination in itertools.islice(itertools.product(*options), _MOST_DEFAULTS):
+        flat = {**default, **dict(zip(keys, combination, strict=True))}
+        active = {k: v for k, v in flat.items() if space.is_active(space[k], flat)}
+        if not space.is_forbidden(active):
+            return dict(zip(keys, combination, strict=True))
+    return None
 
 
 def to_configspace_json(space: Space) -> str:
@@ -98,7 +144,8 @@ def _meta(p: Parameter, **extra: Any) -> dict[str, Any]:
     return {_META: info}
 
 
-def _hyperparameter(p: Parameter) -> Any:
+def _hyperparameter(p: Parameter, default: Any = None) -> Any:
+    given = {} if default is None else {"default": default}
     if p.dist == "constant":
         return Constant(p.key, p.value, meta=_meta(p))
     if p.dist in ("choice", "grid"):
@@ -107,9 +154,9 @@ def _hyperparameter(p: Parameter) -> Any:
         extra = {"dist": p.dist}
         if by_index:
             extra["values"] = list(p.values)
-        return Categorical(p.key, choices, meta=_meta(p, **extra))
+        return Categorical(p.key, choices, meta=_meta(p, **extra), **given)
     if p.dist == "randint":
-        return Integer(p.key, (int(p.low), int(p.high)), log=p.log, meta=_meta(p))
+        return Integer(p.key, (int(p.low), int(p.high)), log=p.log, meta=_meta(p), **given)
     if p.dist == "uniform":
         if p.q:
             bounds = (round(p.low / p.q), round(p.high / p.q))
@@ -165,14 +212,20 @@ def decode_configspace(space: Space, native: dict[str, Any]) -> dict[str, Any]:
     return flat
 
 
-def from_configspace(cs: ConfigurationSpace) -> Space:
+def from_configspace(cs: ConfigurationSpace, *, lossy: bool = False) -> Space:
     """Build a :class:`Space` from a ``ConfigurationSpace``.
 
     Spaces written by :func:`to_configspace` come back exactly; others are read as
-    flat parameters named by their ConfigSpace names.
+    flat parameters named by their ConfigSpace names. What an autometa space cannot hold
+    (categorical weights, a log-scale normal, a beta distribution, a normal or beta
+    distribution over integers, an ordinal's order, a default other than the one ConfigSpace
+    gives the converted parameter) is an error naming each hyperparameter and what it would
+    lose; ``lossy=True`` converts anyway (weights and distributions read as uniform, ordinals
+    as choices, defaults dropped) and warns with the same list.
 
     Raises:
-        ValueError: for OR-conditions, numeric conditions or other clauses autometa lacks.
+        ValueError: for OR-conditions, numeric conditions or other clauses autometa lacks, and
+            (unless ``lossy``) for the losses above.
     """
     params = []
     conds: dict[str, list[Condition]] = {}
@@ -187,19 +240,59 @@ def from_configspace(cs: ConfigurationSpace) -> Space:
                 raise ValueError(f"{part}: autometa supports only equals/in conditions joined by AND")
             conds.setdefault(part.child.name, []).append((part.parent.name, values))
     hps = {hp.name: hp for hp in cs.values()}
+    losses = []
     for hp in sorted(cs.values(), key=lambda h: (h.meta or {}).get(_META, {}).get("order", 0)):
         p = _parameter(hp)
+        losses += [f"{hp.name}: {what}" for what in _losses(hp, p)]
         info = (hp.meta or {}).get(_META, {})
         structural = set(info.get("structural", []))
         c = tuple(Condition(parent, tuple(_decode_value(hps[parent], v) for v in values),
                             structural=parent in structural)
                   for parent, values in conds.get(hp.name, []))
         params.append(Parameter(**{**p.__dict__, "conditions": c}))
+    if losses and not lossy:
+        raise ValueError("ConfigSpace features an autometa space cannot hold: "
+                         + "; ".join(losses) + " (from_configspace(..., lossy=True) converts "
+                         "without them)")
+    if losses:
+        import warnings
+
+        warnings.warn("from_configspace: not kept: " + "; ".join(losses), stacklevel=2)
     forbidden = [_forbidden(f, hps) for f in cs.forbidden_clauses]
     from autometa.space.parse import _topological
 
     ordered = _topological({p.key: p for p in params}, {p.key: () for p in params})
     return Space(ordered, forbidden=forbidden)
+
+
+def _losses(hp: Any, p: Parameter) -> list[str]:
+    """What converting ``hp`` to ``p`` loses (empty: nothing; a hyperparameter that
+    :func:`to_configspace` wrote comes back whole)."""
+    if _META in (hp.meta or {}):
+        return []
+    out = []
+    weights = getattr(hp, "weights", None)
+    if isinstance(hp, CategoricalHyperparameter) and weights is not None and \
+            len({float(w) for w in weights}) > 1:
+        out.append(f"weights {[float(w) for w in weights]} (choices are drawn uniformly)")
+    if isinstance(hp, NormalFloatHyperparameter) and hp.log:
+        out.append("a normal distribution on the log scale")
+    if isinstance(hp, (BetaFloatHyperparameter, BetaIntegerHyperparameter)):
+        out.append(f"a beta({hp.alpha:g}, {hp.beta:g}) distribution (read as uniform)")
+    if isinstance(hp, NormalIntegerHyperparameter):
+        out.append(f"a normal({hp.mu:g}, {hp.sigma:g}) distribution over integers (read as "
+                   "uniform)")
+    if isinstance(hp, OrdinalHyperparameter):
+        out.append("the order of an ordinal (read as a choice)")
+    if not out and not isinstance(hp, Constant):
+        try:
+            kept = _hyperparameter(p).default_value
+        except ValueError:
+            kept = None
+        if not _same(to_plain(kept), to_plain(hp.default_value)):
+            out.append(f"its default {to_plain(hp.default_value)!r} (autometa spaces have no "
+                       f"defaults; converted, the default is {to_plain(kept)!r})")
+    return out
 
 
 def _parameter(hp: Any) -> Parameter:
@@ -226,7 +319,7 @@ def _parameter(hp: Any) -> Parameter:
     if isinstance(hp, NormalFloatHyperparameter):
         return Parameter(dist="normal", mu=float(hp.mu), sigma=float(hp.sigma),
                          low=float(hp.lower), high=float(hp.upper), **common)
-    if isinstance(hp, UniformFloatHyperparameter):
+    if isinstance(hp, (UniformFloatHyperparameter, BetaFloatHyperparameter)):
         return Parameter(dist="uniform", low=float(hp.lower), high=float(hp.upper),
                          log=bool(hp.log), **common)
     raise ValueError(f"{hp.name}: unsupported ConfigSpace hyperparameter {type(hp).__name__}")
