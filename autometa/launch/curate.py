@@ -234,12 +234,12 @@ def curate(features: np.ndarray, labels: np.ndarray, output: str, method: str = 
     else:
         import torch
 
-        from autometa.data.curation import dataset_derivative
+        from autometa.data.curation import dataset_derivative, suspects
 
         x = torch.as_tensor(standardize(features))
         _, grad = dataset_derivative(x, torch.as_tensor(labels), ridge=loo.ridge)
         score = grad.numpy()
-        flags = _top(score, 0.1 if share is None else share) & (score > 0)
+        flags = suspects(grad, share=0.1 if share is None else share).numpy()
     name = (lambda k: classes[int(k)]) if classes is not None else int  # noqa: E731
     os.makedirs(output, exist_ok=True)
     table = os.path.join(output, "curation.csv")

@@ -261,17 +261,21 @@ def count_reports(folder: str) -> int:
     """The whole reports in a trial folder's ``result.json`` (0 where there is none)."""
     try:
         with open(os.path.join(folder, RESULT_FILES[0])) as handle:
-            lines = handle.read().splitlines()
+            return len(_whole_reports(handle.read().splitlines()))
     except FileNotFoundError:
         return 0
-    count = 0
+
+
+def _whole_reports(lines: list[str]) -> list[Any]:
+    """The reports of ``result.json``'s lines, up to the first that does not parse (the line
+    a kill cut off: a report of the driver's, never acted on)."""
+    rows = []
     for line in lines:
         try:
-            json.loads(line)
+            rows.append(json.loads(line))
         except ValueError:
             break
-        count += 1
-    return count
+    return rows
 
 
 def _extends(source: str, target: str, tail: int = 256) -> bool:
@@ -410,12 +414,7 @@ def trim_results(trial_dir: str, checkpoint: str | None, aside: str, *,
         return 0
     with open(file) as handle:
         lines = handle.read().splitlines()
-    rows = []
-    for line in lines:
-        try:
-            rows.append(json.loads(line))
-        except ValueError:
-            break  # the line the kill cut off (a report of the driver's, never acted on)
+    rows = _whole_reports(lines)
     if reports is not None:
         keep = min(reports, len(rows))
     elif checkpoint is None:
