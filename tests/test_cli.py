@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import glob
 import json
+import logging
 import os
 import shutil
 import signal
@@ -416,6 +417,17 @@ def test_race_from_a_file_interrupted_and_resumed(tmp_path, storage, ray_session
     assert len(pairs) == len(set(pairs)) > started  # went on, and ran no pair twice
     best = yaml.safe_load(open(os.path.join(path, "best_config.yaml")))
     assert "instance" not in best and 0 <= best["x"] <= 2
+    # `show` draws the race: each candidate's running mean, ending where it was dropped
+    from autometa.launch.show import figures_of, summarize
+
+    summary = summarize(path)
+    race = next(fig for fig in figures_of(summary) if fig.name == "race")
+    assert len(race.traces) == len(summary.candidates)
+    for trace, (_, row) in zip(race.traces, summary.candidates.iterrows(), strict=True):
+        assert trace.x[-1] == (row["instances"] if row["survivor"] else row["eliminated_after"])
+        assert trace.y[0] == pytest.approx(
+            summary.table.loc[(summary.table["config/x"] == row["config/x"])
+                              & (summary.table["config/instance"] == 0), "loss"].item())
 
 
 def test_race_instance_key_must_not_be_searched(tmp_path, capsys):
@@ -793,16 +805,6 @@ def test_a_trainable_reporting_the_wrong_key_or_a_string_is_told_so(tmp_path, st
     assert "Traceback" not in captured.out + captured.err
 
 
-def test_plots_use_a_log_axis_for_log_scale_parameters_and_wide_values():
-    from autometa.launch.show import log_axis
-
-    assert log_axis([0.002, 0.01, 0.09], declared=True)  # a loguniform lr, under 2 decades
-    assert not log_axis([0.002, 0.01, 0.09])
-    assert log_axis([0.18, 2.3, 40.0])  # a metric over more than two decades
-    assert not log_axis([-1.0, 2.0, 300.0], declared=True)  # not all positive
-    assert not log_axis([float("nan")], declared=True)
-
-
 def test_log_records_reach_the_stderr_of_now_not_the_one_ray_was_imported_with(capsys):
     import io
     import logging
@@ -820,3 +822,32 @@ def test_log_records_reach_the_stderr_of_now_not_the_one_ray_was_imported_with(c
     cli._log_to_stderr()
     logging.getLogger("ray.tune.tune").warning("a warning after stderr was replaced")
     assert "a warning after stderr was replaced" in capsys.readouterr().err
+
+
+def test_warnings_print_as_one_line_and_third_party_ones_only_at_verbosity_2(caplog):
+    import warnings
+
+    import numpy as np
+
+    from autometa.hypergrad import UnconvergedWarning
+    from autometa.launch.cli import warnings_as_log_lines
+
+    def warn_both():
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            np.nanquantile(np.array([np.nan]), 0.5)  # NumPy's own RuntimeWarning
+            warnings.warn("residual 0.3 above 1e-3", UnconvergedWarning, stacklevel=1)
+
+    for verbosity, third_party in ((1, False), (2, True)):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="py.warnings"), \
+                warnings_as_log_lines(verbosity):
+            warn_both()
+        lines = [r.getMessage() for r in caplog.records if r.name == "py.warnings"]
+        assert "UnconvergedWarning: residual 0.3 above 1e-3" in lines
+        assert any(line.startswith("RuntimeWarning: All-NaN") for line in lines) == third_party
+        assert all("\n" not in line for line in lines)  # no source line under it
+    before = warnings.showwarning
+    with warnings_as_log_lines(1):
+        assert warnings.showwarning is not before
+    assert warnings.showwarning is before  # put back after the command

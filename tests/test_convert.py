@@ -131,7 +131,12 @@ def test_nni_export_round_trip(tmp_path):
     file.write_text(json.dumps(nni))
     from autometa.space import load_space
 
-    assert load_space(str(file)).parameters == space.parameters
+    # read back as NNI's: the trial finds the option's label under NNI's key, "_name"
+    doc["parameters"]["opt"] = {"type": "choice", "name_key": "_name", "values": [
+        {"_name": "sgd", "momentum": {"type": "uniform", "low": 0, "high": 0.9}},
+        {"_name": "adam"}]}
+    assert load_space(str(file)).parameters == space_from_dict(doc).parameters
+    assert to_nni(load_space(str(file))) == nni
 
 
 def test_nni_export_rejects_what_nni_cannot_express():

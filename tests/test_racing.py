@@ -249,3 +249,38 @@ def test_a_replayed_race_drops_the_same_candidates_and_says_why_it_ended():
     assert again.alive == race.alive and again.eliminated == race.eliminated
     assert again.end_reason == race.end_reason and again.end_reason is not None
     assert Race(2, settings).end_reason is None  # still running
+
+
+def test_irace_says_why_it_ended_and_who_survived_from_its_saved_state(tmp_path):
+    import pandas as pd
+
+    from autometa.launch.show import irace_outcome, race_candidates
+    from autometa.searchers.racing import IteratedRacingSearcher
+
+    space = space_from_dict(SPACE)
+    searcher = make_searcher("irace", space, metric="loss", mode="min", seed=2, candidates=3,
+                             min_instances=2, max_instances=3, budget=14, elites=2)
+    rows, i = [], 0
+    while (config := searcher.suggest(f"t{i}")) not in (None, Searcher.FINISHED):
+        assert searcher.end_reason() is None  # it goes on
+        loss = (config["x"] - 0.5) ** 2 + 0.001 * config["instance"]
+        searcher.on_trial_complete(f"t{i}", {"loss": loss, "config": config})
+        rows.append({"trial_id": f"t{i}", "loss": loss, "config/x": config["x"],
+                     "config/instance": config["instance"]})
+        i += 1
+    assert i == 14
+    reason = searcher.end_reason()
+    assert reason.startswith(f"its budget of 14 trials was used, in {len(searcher.races)} races")
+    assert len(searcher.races) >= 2
+    searcher.save(str(tmp_path / "searcher-state-2026.pkl"))  # as Tune saves it
+    candidates = race_candidates(pd.DataFrame(rows), "loss", "min", "instance")
+    marked, said = irace_outcome(str(tmp_path), candidates)
+    assert said == reason
+    alive = {f["x"] for f in searcher.survivors()}
+    assert set(marked.loc[marked["survivor"], "config/x"]) == alive and alive
+    assert marked["survivor"].tolist() == sorted(marked["survivor"], reverse=True)
+    # another searcher's state, or none: nothing is claimed
+    assert irace_outcome(str(tmp_path / "missing"), candidates) == (candidates, None)
+    make_searcher("random", space, metric="loss", mode="min").save(
+        str(tmp_path / "searcher-state-2027.pkl"))
+    assert IteratedRacingSearcher.saved_in(str(tmp_path)) is None

@@ -29,14 +29,16 @@ def to_document(space: Space, *, with_experiment: bool = True) -> dict[str, Any]
             node, rel = params, p.path
         spec = _spec(p, space)
         if p.key in _selectors(space):
-            spec = {"type": "choice", "values": [], **({"condition": spec["condition"]}
-                                                       if "condition" in spec else {})}
+            label = p.path[-1]  # the selector sits at <choice>.<name_key>
+            spec = {"type": "choice", **({"name_key": label} if label != "name" else {}),
+                    "values": [], **({"condition": spec["condition"]}
+                                     if "condition" in spec else {})}
             branches[p.key] = {}
             for name in p.values:
-                option: dict[str, Any] = {"name": name}
+                option: dict[str, Any] = {label: name}
                 spec["values"].append(option)
                 branches[p.key][name] = option
-            rel = rel[:-1]  # the selector sits at <choice>.name
+            rel = rel[:-1]
         _put(node, rel, spec)
     doc: dict[str, Any] = {"parameters": params}
     if space.forbidden:

@@ -80,7 +80,7 @@ def to_tune(space: Space) -> dict[str, Any]:
         if p.key in selectors:
             options = []
             for name in p.values:
-                option: dict[str, Any] = {"name": name}
+                option: dict[str, Any] = {p.path[-1]: name}  # its name_key ("name", "_name")
                 branch_nodes[(p.key, name)] = option
                 options.append(option)
             _put(node, rel[:-1], tune.choice(options))
@@ -166,11 +166,13 @@ def _spec(value: Any, at: tuple, samplers: list) -> Any:
     if isinstance(value, Categorical):
         cats = list(value.categories)
         if cats and all(isinstance(c, dict) for c in cats):
-            if not all("name" in c for c in cats):
+            label = next((k for k in ("name", "_name") if all(k in c for c in cats)), None)
+            if label is None:
                 raise ValueError(f"{where}: each dict option of a nested tune.choice needs a 'name'")
-            return {"type": "choice", "values": [
-                {"name": c["name"], **_group({k: v for k, v in c.items() if k != "name"},
-                                              at, samplers)} for c in cats]}
+            return {"type": "choice", **({"name_key": label} if label != "name" else {}),
+                    "values": [{label: c[label], **_group(
+                        {k: v for k, v in c.items() if k != label}, at, samplers)}
+                        for c in cats]}
         return {"type": "choice", "values": cats}
     sampler = getattr(value, "sampler", None)
     q = None

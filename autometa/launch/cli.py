@@ -7,17 +7,20 @@ key path and line, and exits with status 2, never with a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from autometa.launch.outcome import EXIT_TRIALS_LOST
 from autometa.launch.report import (
+    error_lines,
     hypergrad_summary,
     policy_summary,
     print_report,
+    race_line,
     saved_outcome,
     saved_progress,
     unfinished,
@@ -36,7 +39,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_BAD_INPUT
     try:
-        return args.handler(args)
+        with warnings_as_log_lines(getattr(args, "verbosity", 1)):
+            return args.handler(args)
     except SpaceError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -86,13 +90,16 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_run)
 
     p = sub.add_parser("show", help="summarize a results folder",
-                       description="Print the best trials, write best_config.yaml and PNG plots.")
+                       description="Print the best trials, write best_config.yaml, PNG plots and a "
+                                   "single-file interactive report.html.")
     p.add_argument("results", metavar="RESULTS_DIR")
     p.add_argument("--metric", help="metric to rank by (default: the experiment's)")
     p.add_argument("--mode", choices=("min", "max"))
     p.add_argument("--top", type=_positive_int, default=10, help="rows to print (default 10)")
-    p.add_argument("-o", "--output", help="folder for best_config.yaml and plots "
-                                    "(default: RESULTS_DIR/autometa_report)")
+    p.add_argument("-o", "--output", help="folder for best_config.yaml, the plots and "
+                                          "report.html (default: RESULTS_DIR/autometa_report)")
+    p.add_argument("--no-html", action="store_true",
+                   help="write the PNG plots only, not the interactive report.html")
     p.set_defaults(handler=_show)
 
     p = sub.add_parser("policy", help="learned augmentation policy files",
@@ -299,6 +306,31 @@ class _CurrentStderr(logging.StreamHandler):
         pass
 
 
+@contextlib.contextmanager
+def warnings_as_log_lines(verbosity: int = 1) -> Iterator[None]:
+    """Python warnings raised while a command runs become one log line each (``WARNING
+    py.warnings: RuntimeWarning: ...``, no source line), through the console's handler; below
+    ``--verbosity 2`` only autometa's own (its warning classes, or raised from its code) are
+    kept: NumPy's "All-NaN slice" from inside a Tune scheduler is not the user's to act on."""
+    import warnings
+
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    log = logging.getLogger("py.warnings")
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
+        ours = (category.__module__.split(".")[0] == "autometa"
+                or os.path.abspath(filename).startswith(package + os.sep))
+        if ours or verbosity >= 2:
+            log.warning("%s: %s", category.__name__, message)
+
+    previous = warnings.showwarning
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = previous
+
+
 def _log_to_stderr() -> None:
     """Warnings go to the console (as ``logging.basicConfig`` would: not where the program
     configured logging itself), to the ``sys.stderr`` of now: Ray's own handler keeps the
@@ -328,7 +360,7 @@ def _no_tuner_restore_hint(record: logging.LogRecord) -> bool:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from autometa.launch.show import summarize, write_best_config, write_plots
+    from autometa.launch.show import figures_of, summarize, write_best_config, write_plots
 
     summary = summarize(args.results, metric=args.metric, mode=args.mode)
     import pandas as pd
@@ -340,27 +372,43 @@ def _show(args: argparse.Namespace) -> int:
     table = summary.table.assign(ended=[
         "diverged" if d else "stopped early" if e else "" for d, e in
         zip(summary.table["diverged"], summary.table["stopped_early"], strict=True)])
+    lines = []
+    if summary.candidates is not None and "survivor" in summary.candidates:
+        lines.append("Race: " + race_line(summary))
+    if summary.hypergrad_checks:
+        lines.append(hypergrad_summary(*summary.hypergrad_checks))
+    lines.append(policy_summary(summary) or "")
+    counted = saved_outcome(summary)
+    lines.append(counted.line() if counted else "")
+    if summary.errors:
+        lines.append(error_lines(summary.errors))
     with pd.option_context("display.max_columns", 30, "display.width", 200):
         if summary.candidates is not None:
             print("Candidates of the race (survivors first):")
             print(summary.candidates.head(args.top).to_string(index=False))
             print("\nTrials (one per candidate and instance):")
         print(table[columns].head(args.top).to_string(index=False))
-    if summary.hypergrad_checks:
-        print(hypergrad_summary(*summary.hypergrad_checks))
-    policy = policy_summary(summary)
-    if policy:
-        print(policy)
-    counted = saved_outcome(summary)
-    if counted:
-        print(counted.line())
+    for line in lines:
+        if line:
+            print(line)
     out = args.output or os.path.join(summary.path, "autometa_report")
     os.makedirs(out, exist_ok=True)
     best_file = os.path.join(out, "best_config.yaml")
     write_best_config(summary, best_file)
-    plots = write_plots(summary, out)
+    figures = figures_of(summary)
+    plots = write_plots(summary, out, figures)
     print(f"\nBest config: {best_file}")
     print(f"Plots: {', '.join(os.path.basename(p) for p in plots)} in {out}")
+    if not args.no_html:
+        from autometa.launch.html_report import write_html
+
+        report = os.path.join(out, "report.html")
+        shown = summary.candidates if summary.candidates is not None else table[columns]
+        write_html(report, figures, f"autometa: {summary.path}",
+                   [f"{summary.metric} ({summary.mode}), ranked by {summary.ranked_by}; "
+                    f"{len(summary.table)} trials", *lines], summary.best_config,
+                   shown.head(max(args.top, 20)))
+        print(f"Interactive report (one file, opens offline): {report}")
     return 0
 
 

@@ -76,9 +76,7 @@ def print_report(results: object, path: str, exp: Experiment, planned: int | Non
               f"{top['instances']} instances ({len(summary.candidates)} candidates, "
               f"{len(summary.table)} trials)")
         if "survivor" in summary.candidates:
-            print(f"  {int(summary.candidates['survivor'].sum())} of "
-                  f"{len(summary.candidates)} candidates survived; the race ended because "
-                  f"{summary.race_end or 'it was stopped before its end'}")
+            print("  " + race_line(summary))
     else:
         print(f"Best trial {best['trial_id']}: {metric} = {best[metric]:.6g} at its last "
               f"report ({best['iterations']} reports; {len(summary.table)} trials)")
@@ -124,6 +122,15 @@ def error_lines(errors: dict[str, list[str]], most: int = 5) -> str:
     if len(errors) > most:
         lines.append(f"  ... and {len(errors) - most} other distinct errors")
     return "\n".join(lines)
+
+
+def race_line(summary: ExperimentSummary) -> str:
+    """How many candidates survived (irace: its last race) and why the race ended."""
+    survived = int(summary.candidates["survivor"].sum())
+    which, what = ((" irace's last race", "irace") if summary.searcher == "irace"
+                   else ("", "the race"))
+    return (f"{survived} of {len(summary.candidates)} candidates survived{which}; {what} "
+            f"ended because {summary.race_end or 'it was stopped before its end'}")
 
 
 def hypergrad_summary(reports: int, failed: int, last: int, last_failed: int) -> str:

@@ -38,7 +38,8 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
 
 
 def _not_autometa(record: logging.LogRecord) -> bool:
-    return not record.name.startswith("autometa")
+    # autometa's records and the Python warnings the command line turned into records
+    return not (record.name.startswith("autometa") or record.name == "py.warnings")
 
 
 def _init(address: str | None, num_cpus: int | None, quiet_workers: Any) -> None:

@@ -12,9 +12,11 @@ from typing import Any
 
 import yaml
 
+from autometa.launch.figures import Figure
 from autometa.launch.outcome import error_line
 from autometa.trial.keys import (
     CONVERGED,
+    HPARAM_PREFIX,
     POLICY_ENTROPY,
     POLICY_MOVED,
     POLICY_SNR,
@@ -40,8 +42,9 @@ class ExperimentSummary:
         candidates: After a race (``race``/``irace``), one row per candidate: the mean of
             the metric over its instances and how many it ran, the survivors (most
             instances) first, then by mean; after a ``race``, also ``survivor`` and
-            ``eliminated_after`` (instances it had run when the race dropped it). None
-            otherwise.
+            ``eliminated_after`` (instances it had run when the race dropped it); after
+            ``irace``, ``survivor`` (alive in its last race, from its saved state), survivors
+            first. None otherwise.
         ranked_by: The result key the trials were ranked by: the metric, or the hypergradient
             searcher's ``holdout_metric`` when the experiment set one (the descent follows
             the metric, so the metric of its best trial is biased low: the trial chosen is the
@@ -51,9 +54,18 @@ class ExperimentSummary:
             over all reports and over each trial's last report (what a searcher reads); None
             when no trial reported any.
         race_end: After a ``race``, why it ended ("one candidate was left", ...), from
-            replaying it on the results; None otherwise (or while it runs).
+            replaying it on the results; after ``irace``, why it ended (its budget, over how
+            many races), from its saved state; None otherwise (or while it runs).
         errors: Each distinct error of the failed trials (the last line of its ``error.txt``:
             the exception and its message) -> the ids of the trials that ended with it.
+        trajectories: Hyperparameters a trial changed during its training (``hparams/<name>``
+            taking several values in its reports): name -> trial id -> (training iterations,
+            values).
+        chains: After the hypergradient searcher, the trials of each descent chain in the
+            order it ran them (from the searcher state Tune saved); None otherwise.
+        searcher: The searcher's name in the saved experiment ("" when unknown).
+        race_values: After a ``race``, each candidate's (rows of ``candidates``) metric on
+            each instance it ran (instance position -> value); None otherwise.
     """
 
     path: str
@@ -66,6 +78,11 @@ class ExperimentSummary:
     ranked_by: str = ""
     errors: dict[str, list[str]] = field(default_factory=dict)
     race_end: str | None = None
+    trajectories: dict[str, dict[str, tuple[list[float], list[float]]]] = field(
+        default_factory=dict)
+    chains: list[list[str]] | None = None
+    race_values: list[dict[int, float]] | None = None
+    searcher: str = ""
 
     def __post_init__(self) -> None:
         self.ranked_by = self.ranked_by or self.metric
@@ -106,8 +123,11 @@ def summarize(path: str, metric: str | None = None, mode: str | None = None,
     rows, raws = [], []
     errors: dict[str, list[str]] = {}
     checks = [0, 0, 0, 0]
+    trajectories: dict[str, dict[str, tuple[list[float], list[float]]]] = {}
     for trial in analysis.trials:
         history = analysis.trial_dataframes.get(trial.trial_id)
+        for name, learned in _learned(history).items():
+            trajectories.setdefault(name, {})[trial.trial_id] = learned
         if history is not None and CONVERGED in history and len(history):
             flags = [finite_number(v) for v in history[CONVERGED].tolist()]
             flags = [f for f in flags if f is not None]
@@ -163,21 +183,64 @@ def summarize(path: str, metric: str | None = None, mode: str | None = None,
                               ascending=(mode == "min"), na_position="last")
     best_id = table.iloc[0]["trial_id"]
     best_config = next(t.config for t in analysis.trials if t.trial_id == best_id)
-    candidates, race_end = None, None
+    candidates, race_end, race_values, chains = None, None, None, None
     name = searcher.get("name") if isinstance(searcher, dict) else searcher
+    if name == "hypergradient":
+        from autometa.searchers.hypergradient import HypergradientSearcher
+
+        saved_searcher = HypergradientSearcher.saved_in(path)
+        chains = saved_searcher.chain_trials() if saved_searcher is not None else None
     if name in ("race", "irace"):
         key = (searcher.get("instance_key") if isinstance(searcher, dict) else None) or "instance"
         candidates = race_candidates(table, metric, mode, key)
         if name == "race":  # one F-race: replayed, it says who survived and why it ended
             budget = {"budget": options.get("budget", saved.get("num_samples"))}  # (as run)
-            candidates, race_end = replay_outcome(table, candidates, metric, mode, key,
-                                                  {**options, **budget})
+            candidates, race_end, race_values = replay_outcome(
+                table, candidates, metric, mode, key, {**options, **budget})
+        else:  # irace: who survived its last race and why it ended, from its saved state
+            candidates, race_end = irace_outcome(path, candidates)
         best_id = candidates.iloc[0]["trial_id"]
         best_config = {k: v for k, v in next(t.config for t in analysis.trials
                                              if t.trial_id == best_id).items() if k != key}
     return ExperimentSummary(path, metric, mode, table.reset_index(drop=True), best_config,
                              candidates, tuple(checks) if checks[0] else None, rank_by, errors,
-                             race_end)
+                             race_end, trajectories, chains, race_values,
+                             name if isinstance(name, str) else "")
+
+
+def irace_outcome(path: str, candidates: Any) -> tuple[Any, str | None]:
+    """The candidates with a ``survivor`` column (alive in irace's last race) and why irace
+    ended, from the searcher state Tune saved in ``path``; unchanged and None without one."""
+    from autometa.searchers.racing import IteratedRacingSearcher
+
+    searcher = IteratedRacingSearcher.saved_in(path)
+    if searcher is None:
+        return candidates, None
+    alive = [{f"config/{k.replace('.', '/')}": str(v) for k, v in flat.items()}
+             for flat in searcher.survivors()]
+    survivor = [any(all(c not in row or str(row[c]) == v for c, v in flat.items())
+                    for flat in alive) for _, row in candidates.iterrows()]
+    out = candidates.assign(survivor=survivor)
+    out = out.sort_values("survivor", ascending=False, kind="stable").reset_index(drop=True)
+    return out, searcher.end_reason()
+
+
+def _learned(history: Any) -> dict[str, tuple[list[float], list[float]]]:
+    """The ``hparams/<name>`` a trial's reports changed: name -> (iterations, values)."""
+    if history is None or len(history) < 2:
+        return {}
+    steps = (history["training_iteration"].tolist() if "training_iteration" in history
+             else list(range(1, len(history) + 1)))
+    out = {}
+    for column in history.columns:
+        if not column.startswith(HPARAM_PREFIX):
+            continue
+        pairs = [(s, v) for s, v in zip(steps, map(finite_number, history[column].tolist()),
+                                        strict=True) if v is not None]
+        if len({v for _, v in pairs}) > 1:
+            xs, ys = zip(*pairs, strict=True)
+            out[column[len(HPARAM_PREFIX):]] = (list(xs), list(ys))
+    return out
 
 
 POLICY_KEYS = (POLICY_MOVED, POLICY_ENTROPY, POLICY_STILL, POLICY_SNR)
@@ -185,22 +248,24 @@ POLICY_KEYS = (POLICY_MOVED, POLICY_ENTROPY, POLICY_STILL, POLICY_SNR)
 
 
 def replay_outcome(table: Any, candidates: Any, metric: str, mode: str, instance_key: str,
-                   options: dict[str, Any]) -> tuple[Any, str | None]:
-    """The candidates with ``survivor`` and ``eliminated_after`` (instances) columns, and why
-    the race ended, from replaying it on the trials' results (:func:`replay_race`)."""
+                   options: dict[str, Any]) -> tuple[Any, str | None, list[dict[int, float]]]:
+    """The candidates with ``survivor`` and ``eliminated_after`` (instances) columns, why
+    the race ended, from replaying it on the trials' results (:func:`replay_race`), and each
+    candidate's finite metric by instance position."""
     from autometa.racing.race import RaceSettings, replay_race
 
     defaults = {"min_instances": 5, "max_instances": 10, "alpha": 0.05, "test": "friedman"}
     try:
         settings = RaceSettings(**{k: options.get(k, v) for k, v in defaults.items()})
     except (TypeError, ValueError):
-        return candidates, None
+        return candidates, None, []
     order = list(options.get("instances") or range(settings.max_instances))
     columns = [c for c in table.columns
                if c.startswith("config/") and c != f"config/{instance_key}"]
     ids = {tuple(map(str, row)): i for i, row in
            enumerate(candidates[columns].itertuples(index=False, name=None))}
     values: list[dict[int, float]] = [{} for _ in ids]
+    raw: list[dict[int, float]] = [{} for _ in ids]
     sign = 1.0 if mode == "min" else -1.0
     for _, cells in table.iterrows():
         candidate = ids.get(tuple(str(cells[c]) for c in columns))
@@ -209,10 +274,12 @@ def replay_outcome(table: Any, candidates: Any, metric: str, mode: str, instance
             continue
         value = finite_number(cells[metric])
         values[candidate][order.index(instance)] = math.inf if value is None else sign * value
+        if value is not None:
+            raw[candidate][order.index(instance)] = value
     race = replay_race(values, settings, options.get("budget"))
     out = candidates.assign(survivor=[i in race.alive for i in range(len(values))],
                             eliminated_after=[race.eliminated.get(i) for i in range(len(values))])
-    return out, race.end_reason
+    return out, race.end_reason, raw
 
 
 def _true(value: Any) -> bool:
@@ -270,70 +337,118 @@ def write_best_config(summary: ExperimentSummary, file: str) -> None:
         yaml.safe_dump(summary.best_config, handle, sort_keys=False)
 
 
-def write_plots(summary: ExperimentSummary, folder: str) -> list[str]:
-    """PNG plots: the metric over trials (with the running best) and against each parameter."""
+def figures_of(summary: ExperimentSummary) -> list[Figure]:
+    """Every plot of the experiment (:mod:`autometa.launch.figures`): the metric over trials
+    and against each parameter, parameter importance, the hypergradient searcher's chains,
+    hyperparameters learned during training, and a race's eliminations."""
+    from autometa.launch import figures
+    from autometa.launch.importance import MIN_TRIALS, main_effects
+
+    logs = _log_scaled(summary.path)
+    order = _trial_order(summary)
+    table = summary.table.assign(_order=[order.get(t, i)
+                                         for i, t in enumerate(summary.table["trial_id"])])
+    table = table.sort_values("_order")
+    metric = summary.metric
+    values = [float(v) for v in table[metric]]
+    endings = [figures.ended(d, e) for d, e in zip(table["diverged"], table["stopped_early"],
+                                                    strict=True)]
+    ids = [str(t) for t in table["trial_id"]]
+    out = [figures.over_trials(values, endings, ids, metric, summary.mode)]
+    columns = [c for c in table.columns if c.startswith("config/")]
+    for column in columns:
+        name = column[len("config/"):]
+        fig = figures.against_parameter(name, table[column].tolist(), values, endings, ids,
+                                        metric, summary.mode, name.replace("/", ".") in logs)
+        if fig is not None:
+            out.append(fig)
+    full = [i for i, e in enumerate(endings) if e == figures.FINISHED]
+    rows = full if len(full) >= MIN_TRIALS else list(range(len(values)))
+    importance = main_effects({c[len("config/"):]: [table[c].iloc[i] for i in rows]
+                               for c in columns}, [values[i] for i in rows])
+    if importance is not None and len(importance.shares) > 1:
+        fig = figures.importance_figure(importance.shares, importance.r2, importance.trials,
+                                        importance.explained)
+        if rows is not full:
+            fig.note += "; trials stopped early included (too few ran to the end)"
+        out.append(fig)
+    if summary.chains:
+        value_of = dict(zip(ids, values, strict=True))
+        fig = figures.chain_figure(summary.chains, value_of, metric, summary.mode)
+        if fig is not None:
+            out.append(fig)
+    ranked = [str(t) for t in summary.table["trial_id"]]
+    for name, paths in sorted(summary.trajectories.items()):
+        out.append(figures.trajectory_figure(name, paths, ranked))
+    if summary.race_values and summary.candidates is not None \
+            and "survivor" in summary.candidates:
+        cand = summary.candidates
+        varied = [c for c in cand.columns if c.startswith("config/")
+                  and cand[c].astype(str).nunique() > 1]
+        labels = [", ".join(f"{c[len('config/'):]}={_short(row[c])}" for c in varied)
+                  for _, row in cand.iterrows()]
+        out.append(figures.race_figure(
+            summary.race_values,
+            [None if v is None or v != v else int(v) for v in cand["eliminated_after"]],
+            [bool(v) for v in cand["survivor"]], labels, metric))
+    return out
+
+
+def _short(value: Any) -> str:
+    """A config value for a legend: numbers to four significant digits."""
+    number = finite_number(value)
+    return f"{number:.4g}" if number is not None and not isinstance(value, int) else str(value)
+
+
+def write_plots(summary: ExperimentSummary, folder: str,
+                figures: list[Figure] | None = None) -> list[str]:
+    """Each of :func:`figures_of` (or ``figures``) as ``<name>.png`` in ``folder``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
     os.makedirs(folder, exist_ok=True)
-    table = summary.table
-    logs = _log_scaled(summary.path)
-    order = _trial_order(summary)
-    table = table.assign(_order=[order.get(t, i) for i, t in enumerate(table["trial_id"])])
-    table = table.sort_values("_order")
-    values = table[summary.metric].to_numpy(dtype=float)
-    early = table["stopped_early"].to_numpy(dtype=bool)
-    best = _running_best(values, summary.mode)
     files = []
-    fig, ax = plt.subplots(figsize=(6, 4))
-    x = np.arange(1, len(values) + 1)
-    ax.plot(x[~early], values[~early], "o", label=summary.metric)
-    if early.any():  # hollow: stopped early by the scheduler (a shorter training)
-        ax.plot(x[early], values[early], "o", mfc="none", color="grey",
-                label=f"{summary.metric}, stopped early")
-    ax.plot(x, best, "-", label=f"best so far ({summary.mode})")
-    if log_axis(values):
-        ax.set_yscale("log")
-    ax.set_xlabel("trial (in start order)")
-    ax.set_ylabel(summary.metric)
-    ax.legend()
-    fig.tight_layout()
-    files.append(os.path.join(folder, "metric_over_trials.png"))
-    fig.savefig(files[-1], dpi=100)
-    plt.close(fig)
-    for column in [c for c in table.columns if c.startswith("config/")]:
-        # a list or mapping (a value of a choice, a constant) plots as its text
-        series = table[column].map(lambda v: repr(v) if isinstance(v, (list, dict, tuple)) else v)
-        if series.nunique(dropna=True) <= 1:
-            continue
-        fig, ax = plt.subplots(figsize=(5, 4))
-        numeric = series.map(lambda v: finite_number(v) is not None)
-        if numeric.all():
-            xs = series.astype(float).to_numpy()
-            ax.plot(xs[~early], values[~early], "o")
-            ax.plot(xs[early], values[early], "o", mfc="none", color="grey")
-            if log_axis(xs, column[len("config/"):].replace("/", ".") in logs):
-                ax.set_xscale("log")
-        else:
-            labels = series.astype(str)
-            cats = sorted(labels.unique())
-            xs = np.array([cats.index(v) for v in labels])
-            ax.plot(xs[~early], values[~early], "o")
-            ax.plot(xs[early], values[early], "o", mfc="none", color="grey")
-            ax.set_xticks(range(len(cats)), cats, rotation=30)
-        if log_axis(values):
-            ax.set_yscale("log")
-        name = column[len("config/"):]
-        ax.set_xlabel(name)
-        ax.set_ylabel(summary.metric)
-        fig.tight_layout()
-        files.append(os.path.join(folder, f"metric_vs_{name.replace('/', '.')}.png"))
-        fig.savefig(files[-1], dpi=100)
-        plt.close(fig)
+    for fig in figures_of(summary) if figures is None else figures:
+        files.append(os.path.join(folder, f"{fig.name}.png"))
+        canvas, ax = plt.subplots(figsize=(6.4, 4.4))
+        _draw(ax, fig)
+        canvas.tight_layout()
+        canvas.savefig(files[-1], dpi=100)
+        plt.close(canvas)
     return files
+
+
+def _draw(ax: Any, fig: Figure) -> None:
+    """One figure on a matplotlib axis."""
+    from autometa.launch.figures import DIVERGED, EARLY
+
+    for trace in fig.traces:
+        label = trace.name if trace.legend else None
+        color = {} if trace.group is None else {"color": f"C{trace.group % 10}"}
+        if trace.style == "bars":
+            ax.barh(trace.y, trace.x, label=None)
+        elif trace.style == "lines":
+            ax.plot(trace.x, trace.y, "-", lw=trace.width, label=label, **color)
+        elif trace.ended == EARLY:  # hollow: a shorter training, stopped by a decision
+            ax.plot(trace.x, trace.y, "o", mfc="none", color="grey", label=label)
+        elif trace.ended == DIVERGED:
+            ax.plot(trace.x, trace.y, "x", color="red", label=label)
+        else:
+            ax.plot(trace.x, trace.y, "o", label=label, **color)
+    if fig.xlog:
+        ax.set_xscale("log")
+    if fig.ylog:
+        ax.set_yscale("log")
+    if fig.categories is not None:
+        ax.set_xticks(range(len(fig.categories)), fig.categories, rotation=30)
+    ax.set_xlabel(fig.xlabel)
+    ax.set_ylabel(fig.ylabel)
+    ax.set_title(fig.title + (f"\n{fig.note}" if fig.note else ""), fontsize=9)
+    labelled = [t for t in fig.traces if t.legend and t.style != "bars"]
+    if labelled and len(labelled) <= 12:
+        ax.legend(fontsize=8)
 
 
 def _log_scaled(path: str) -> set[str]:
@@ -348,19 +463,6 @@ def _log_scaled(path: str) -> set[str]:
     return {p.key for p in space.parameters if getattr(p, "log", False)}
 
 
-def log_axis(values: Any, declared: bool = False) -> bool:
-    """Whether to plot ``values`` on a log axis: their finite values are all positive and
-    either the parameter is drawn on a log scale (``declared``) or they span over two
-    decades."""
-    import numpy as np
-
-    finite = np.asarray(values, dtype=float)
-    finite = finite[np.isfinite(finite)]
-    if not len(finite) or not (finite > 0).all():
-        return False
-    return declared or finite.max() / finite.min() > 100
-
-
 def _trial_order(summary: ExperimentSummary) -> dict[str, int]:
     # Tune names trials <trainable>_<id>_<counter>_...; fall back to table order.
     order = {}
@@ -370,15 +472,6 @@ def _trial_order(summary: ExperimentSummary) -> dict[str, int]:
             if part in set(summary.table["trial_id"]) and parts[i + 1].isdigit():
                 order[part] = int(parts[i + 1])
     return order
-
-
-def _running_best(values: Any, mode: str) -> list[float]:
-    out, best = [], math.nan
-    for v in values:
-        if math.isfinite(v) and (math.isnan(best) or (v < best if mode == "min" else v > best)):
-            best = v
-        out.append(best)
-    return out
 
 
 def _flatten(config: dict, prefix: str = "") -> dict[str, Any]:

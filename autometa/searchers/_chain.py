@@ -129,6 +129,7 @@ class Chain:
     second_moment: np.ndarray | None = None
     best_watch: float = np.inf
     stale: int = 0
+    trials: list[str] = field(default_factory=list)  # trials completed, in completion order
 
     def __post_init__(self) -> None:
         self.radius = self.settings.radius
@@ -213,6 +214,7 @@ class Chain:
                  grad: np.ndarray | None, trust: float = 1.0) -> bool:
         """``trial_id``'s result (``z``: the point it reports having used, None: as proposed)."""
         proposed, step, base, _ = self.pending.pop(trial_id)
+        self.trials.append(trial_id)
         # a probe from a point that is no longer the best: its failure says nothing of the radius
         return self.observe(proposed if z is None else z, f, grad, trust, step,
                             shrink=base == self.best_f)

@@ -355,8 +355,32 @@ class SpaceSearcher(Searcher):
 
     # ------------------------------------------------------------ persistence
     def save(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "wb") as handle:
-            cloudpickle.dump(self.__dict__, handle)
+        with open(checkpoint_path, "wb") as handle:  # (the class named: see saved_in)
+            cloudpickle.dump({**self.__dict__, "_saved_class": type(self).__qualname__}, handle)
+
+    @classmethod
+    def saved_in(cls, folder: str) -> SpaceSearcher | None:
+        """The searcher of this class whose state Tune saved in the experiment ``folder``
+        (its newest ``searcher-state-*.pkl``), to read what it decided after the run (a race's
+        survivors, the hypergradient searcher's chains); None when there is none, it is
+        another class's, or this environment cannot read it."""
+        import glob
+        import os
+
+        files = sorted(glob.glob(os.path.join(folder, "searcher-state-*.pkl")),
+                       key=os.path.getmtime)
+        if not files:
+            return None
+        try:
+            with open(files[-1], "rb") as handle:
+                state = cloudpickle.load(handle)
+        except Exception:  # noqa: BLE001 - a state this environment cannot unpickle
+            return None
+        if not isinstance(state, dict) or state.get("_saved_class") != cls.__qualname__:
+            return None
+        searcher = cls.__new__(cls)
+        searcher.__dict__.update(state)
+        return searcher
 
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as handle:

@@ -148,6 +148,10 @@ class HypergradientSearcher(SpaceSearcher):
         chain_id = self._trial_chain.get(trial_id)
         return None if chain_id is None else self._chains[chain_id]
 
+    def chain_trials(self) -> list[list[str]]:
+        """The trials each chain completed, in the order it ran them, oldest chain first."""
+        return [list(chain.trials) for chain in self.all_chains]
+
     def _chosen(self) -> list:
         if self.differentiable is None:
             return self.space.differentiable()

@@ -219,6 +219,17 @@ class RacingSearcher(SpaceSearcher):
         """The winner (so far) as a trial config, without the instance key."""
         return self.elites(1)[0]
 
+    def survivors(self) -> list[dict[str, Any]]:
+        """The last race's alive candidates as flat configs (dotted keys), best first."""
+        race, indices = self.races[-1]
+        return [dict(self.configs[indices[c]]) for c in race.ranking()]
+
+    def end_reason(self) -> str | None:
+        """Why the search ended, in words; None while it may go on."""
+        if self.budget is not None and self._used >= self.budget and not self._pairs:
+            return f"its budget of {self.budget} trials was used"
+        return self.race.end_reason
+
 
 class IteratedRacingSearcher(RacingSearcher):
     """irace: race, keep the elites, sample new candidates around them, race again.
@@ -269,3 +280,13 @@ class IteratedRacingSearcher(RacingSearcher):
                                        n_new))
         self._start_race(flats, carried=elites)
         return True
+
+    def end_reason(self) -> str | None:
+        """Why irace ended (its budget, in words with the races it ran); None while it runs."""
+        last = self.race.end_reason
+        if self.budget is not None and self._used >= self.budget and not self._pairs:
+            cut = (f"the last ended because {last}" if last else
+                   "the last was cut short by the budget")
+            return (f"its budget of {self.budget} trials was used, in {len(self.races)} "
+                    f"races ({cut})")
+        return None if last is None else f"its race {len(self.races)} ended because {last}"

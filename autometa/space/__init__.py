@@ -13,9 +13,10 @@ Example:
 from __future__ import annotations
 
 import os
+import warnings
 
 from autometa.space.document import parse_text, read_document
-from autometa.space.errors import ConstraintViolation, SpaceError
+from autometa.space.errors import ConstraintViolation, SpaceError, SpaceWarning
 from autometa.space.experiment import Component, Experiment
 from autometa.space.nni import is_nni_document, nni_to_document
 from autometa.space.parameters import Condition, Parameter
@@ -24,7 +25,7 @@ from autometa.space.space import Forbidden, Space
 
 __all__ = [
     "Component", "Condition", "ConstraintViolation", "Experiment", "Forbidden", "Parameter",
-    "Space", "SpaceError", "load_space", "space_from_dict", "space_from_text",
+    "Space", "SpaceError", "SpaceWarning", "load_space", "space_from_dict", "space_from_text",
 ]
 
 
@@ -52,9 +53,16 @@ def space_from_text(text: str, *, file: str | None = None) -> Space:
 
 def _from_document(data: object, lines: dict, file: str | None) -> Space:
     if is_nni_document(data) and "parameters" not in data:  # type: ignore[operator]
-        try:
-            data = nni_to_document(data)  # type: ignore[arg-type]
-        except SpaceError as err:
-            raise err.located(file, lines) from None
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always", SpaceWarning)
+            try:
+                data = nni_to_document(data)  # type: ignore[arg-type]
+            except SpaceError as err:
+                raise err.located(file, lines) from None
+        for record in said:  # what the reading changed, with the file and line it is at
+            message = record.message
+            if isinstance(message, SpaceWarning):
+                message = message.located(file, lines)
+            warnings.warn(message, stacklevel=3)
         lines = {("parameters",) + k: v for k, v in lines.items()}
     return space_from_dict(data, file=file, lines=lines)

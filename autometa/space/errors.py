@@ -63,7 +63,14 @@ class SpaceError(ValueError):
             while path and path not in lines:
                 path = path[:-1]
             line = lines.get(path)
-        return SpaceError(self.problem, file=file or self.file, key_path=self.key_path, line=line)
+        return type(self)(self.problem, file=file or self.file, key_path=self.key_path,
+                          line=line)
+
+
+class SpaceWarning(SpaceError, UserWarning):
+    """A file was read with a change that it states (``warnings.warn``-ed, never raised):
+    e.g. an NNI ``quniform`` whose bounds are not multiples of ``q``. Its message names the
+    file, line and key path as :class:`SpaceError`'s do."""
 
 
 class ConstraintViolation(ValueError):

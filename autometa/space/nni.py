@@ -1,17 +1,24 @@
 """Reading Microsoft NNI ``search_space.json`` files (``{"name": {"_type": ..., "_value": ...}}``).
 
 NNI's bounds: ``randint`` is ``[lower, upper)`` (upper excluded), which becomes
-autometa's inclusive ``randint`` ``[lower, upper - 1]``. Nested choices use
-``_name``, which becomes ``name``. ``qnormal``/``lognormal``/``qlognormal`` have
-no exact autometa counterpart and are rejected with a clear message.
+autometa's inclusive ``randint`` ``[lower, upper - 1]``. A nested choice keeps NNI's
+``_name`` (``name_key: _name``), so that the trial reads ``value["_name"]`` as under NNI;
+options without ``_name`` (NNI 2 samples them as sub-spaces all the same) are named by
+their position, ``"0"``, ``"1"``, ..., with a warning. ``quniform``/``qloguniform`` draw
+``clip(round(x / q) * q, low, high)`` in NNI, so a bound that is not a multiple of ``q`` is a
+value of its own there; autometa draws multiples of ``q`` only, so such bounds move inward to
+the nearest multiples, with a warning. ``qnormal``/``lognormal``/``qlognormal`` have no exact
+autometa counterpart and are rejected with a clear message. Warnings are
+:class:`~autometa.space.errors.SpaceWarning`s naming the file, line and key.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
-from autometa.space.errors import SpaceError
+from autometa.space.errors import SpaceError, SpaceWarning
 
 _SIMPLE = {"uniform": "uniform", "loguniform": "loguniform"}
 _QUANTIZED = {"quniform": "quniform", "qloguniform": "qloguniform"}
@@ -37,9 +44,25 @@ def _param(spec: dict, at: tuple) -> dict:
     if not isinstance(value, list):
         raise SpaceError("expected '_value' to be a list", key_path=at + ("_value",))
     if kind == "choice":
-        if value and all(isinstance(v, dict) for v in value):
-            return {"type": "choice", "values": [_nested_option(v, at + ("_value", i))
-                                                 for i, v in enumerate(value)]}
+        dicts = [isinstance(v, dict) for v in value]
+        if value and all(dicts):
+            unnamed = [i for i, v in enumerate(value) if "_name" not in v]
+            if unnamed:
+                warnings.warn(SpaceWarning(
+                    f"options {unnamed} have no '_name': named by their position "
+                    f"({', '.join(repr(str(i)) for i in unnamed)}), which the trial's value "
+                    "carries as '_name'", key_path=at + ("_value",)), stacklevel=2)
+            return {"type": "choice", "name_key": "_name", "values": [
+                _nested_option(v, at + ("_value", i), str(i)) for i, v in enumerate(value)]}
+        if any(dicts):
+            raise SpaceError("mix of sub-spaces (mappings) and plain values in one choice: give "
+                             "every option as a mapping with a '_name'", key_path=at + ("_value",))
+        for i, v in enumerate(value):
+            if _holds_spec(v):
+                warnings.warn(SpaceWarning(
+                    "an NNI spec ({'_type': ...}) inside a list value is not sampled (NNI 2 "
+                    "does not sample it either): the trial receives the list as written",
+                    key_path=at + ("_value", i)), stacklevel=2)
         return {"type": "choice", "values": value}
     if kind == "randint":
         low, high = _args(value, 2, at)
@@ -51,7 +74,7 @@ def _param(spec: dict, at: tuple) -> dict:
         return {"type": _SIMPLE[kind], "low": low, "high": high}
     if kind in _QUANTIZED:
         low, high, q = _args(value, 3, at)
-        return {"type": _QUANTIZED[kind], "low": low, "high": high, "q": q}
+        return {"type": _QUANTIZED[kind], **_multiples(low, high, q, at), "q": q}
     if kind == "normal":
         mu, sigma = _args(value, 2, at)
         return {"type": "normal", "mu": mu, "sigma": sigma}
@@ -61,15 +84,40 @@ def _param(spec: dict, at: tuple) -> dict:
     raise SpaceError(f"unknown NNI type {kind!r}", key_path=at + ("_type",))
 
 
-def _nested_option(option: dict, at: tuple) -> dict:
-    if "_name" not in option:
-        raise SpaceError("each option of a nested NNI choice needs '_name'", key_path=at)
-    out: dict[str, Any] = {"name": option["_name"]}
+def _nested_option(option: dict, at: tuple, position: str) -> dict:
+    out: dict[str, Any] = {"_name": option.get("_name", position)}
     for key, sub in option.items():
         if key == "_name":
             continue
         out[key] = _param(sub, at + (key,)) if isinstance(sub, dict) and "_type" in sub else sub
     return out
+
+
+def _holds_spec(value: Any) -> bool:
+    """Whether a list value carries an NNI spec somewhere inside it."""
+    if isinstance(value, dict):
+        return "_type" in value or any(_holds_spec(v) for v in value.values())
+    return isinstance(value, list) and any(_holds_spec(v) for v in value)
+
+
+def _multiples(low: float, high: float, q: float, at: tuple) -> dict[str, float]:
+    """``low`` and ``high`` moved inward to multiples of ``q`` (warned when they move)."""
+    if q <= 0:
+        raise SpaceError(f"q must be positive, got {q!r}", key_path=at + ("_value",))
+    k_low, k_high = low / q, high / q
+    inner_low = low if abs(k_low - round(k_low)) <= 1e-9 * max(1.0, abs(k_low)) \
+        else math.ceil(k_low) * q
+    inner_high = high if abs(k_high - round(k_high)) <= 1e-9 * max(1.0, abs(k_high)) \
+        else math.floor(k_high) * q
+    if inner_low > inner_high:
+        raise SpaceError(f"no multiple of q={q} lies in [{low}, {high}]",
+                         key_path=at + ("_value",))
+    if (inner_low, inner_high) != (low, high):
+        warnings.warn(SpaceWarning(
+            f"[{low}, {high}] are not multiples of q={q}: NNI clips its draws to those bounds; "
+            f"autometa draws the multiples of q in [{inner_low:g}, {inner_high:g}]",
+            key_path=at + ("_value",)), stacklevel=3)
+    return {"low": inner_low, "high": inner_high}
 
 
 def _args(value: list, n: int, at: tuple) -> list[float]:

@@ -32,7 +32,7 @@ _ALLOWED = {
     "qloguniform": {"low", "high", "q"},
     "randint": {"low", "high", "log"},
     "normal": {"mu", "sigma", "mean", "sd", "low", "high", "q"},
-    "choice": {"values"},
+    "choice": {"values", "name_key"},
     "grid": {"values"},
     "constant": {"value"},
 }
@@ -127,23 +127,32 @@ def _parse_param(name: str, spec: Any, at: tuple, path: tuple, key: str,
 
 def _parse_nested_choice(spec: dict, at: tuple, path: tuple, key: str, branch_conds: tuple,
                          out: list, condition: dict | None) -> None:
+    # ``name_key`` (default ``name``): the key that labels each option, and where the trial
+    # finds the chosen label (``config[key][name_key]``); NNI files use ``_name``
+    label_key = spec.get("name_key", "name")
+    if not isinstance(label_key, str) or not label_key:
+        raise SpaceError("expected a non-empty string (the key that names each option)",
+                         key_path=at + ("name_key",))
     names = []
     for i, option in enumerate(spec["values"]):
-        if "name" not in option:
-            raise SpaceError("each option of a nested choice needs a 'name'",
+        if label_key not in option:
+            raise SpaceError(f"each option of a nested choice needs a {label_key!r}",
                              key_path=at + ("values", i))
-        label = option["name"]
+        label = option[label_key]
         if not isinstance(label, str) or not label:
-            raise SpaceError("expected a non-empty string", key_path=at + ("values", i, "name"))
+            raise SpaceError("expected a non-empty string",
+                             key_path=at + ("values", i, label_key))
         if label in names:
-            raise SpaceError(f"duplicate option name {label!r}", key_path=at + ("values", i, "name"))
+            raise SpaceError(f"duplicate option name {label!r}",
+                             key_path=at + ("values", i, label_key))
         names.append(label)
-    selector = Parameter(key, path + ("name",), "choice", values=tuple(names), conditions=branch_conds)
+    selector = Parameter(key, path + (label_key,), "choice", values=tuple(names),
+                         conditions=branch_conds)
     out.append((selector, at, condition))
     for i, option in enumerate(spec["values"]):
-        body = {k: v for k, v in option.items() if k != "name"}
-        cond = branch_conds + (Condition(key, (option["name"],), structural=True),)
-        _parse_group(body, at + ("values", i), path, f"{key}[{option['name']}].", cond, out)
+        body = {k: v for k, v in option.items() if k != label_key}
+        cond = branch_conds + (Condition(key, (option[label_key],), structural=True),)
+        _parse_group(body, at + ("values", i), path, f"{key}[{option[label_key]}].", cond, out)
 
 
 def _is_nested_choice(spec: dict, at: tuple) -> bool:
@@ -152,6 +161,9 @@ def _is_nested_choice(spec: dict, at: tuple) -> bool:
     if any(dicts) and not all(dicts):
         raise SpaceError("mix of mappings and plain values: a nested choice needs every option "
                          "to be a mapping with a 'name'", key_path=at + ("values",))
+    if "name_key" in spec and not all(dicts):
+        raise SpaceError("name_key is for a nested choice (every option a mapping)",
+                         key_path=at + ("name_key",))
     return all(dicts)
 
 
