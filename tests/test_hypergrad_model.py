@@ -278,8 +278,11 @@ def test_default_engine_on_an_adam_trained_mlp_agrees_with_retrained_finite_diff
     solved = sum(info.relative_residual <= info.tol for info, _, _ in rows)
     table = [(round(i.relative_residual, 6), round(i.inner_gap / i.hypergrad_norm, 3), a)
              for i, a, _ in rows]
-    assert solved >= 11, table                     # residual within tol in >= 90 % of probes
-    assert len(converged) >= 8, table              # most probes pass every check ...
+    # the residual within tol in >= 95 % of probes: 12 of 12 (damping="auto", the default,
+    # damps the one whose undamped MINRES missed tol: 7.5e-3 and 85 % off the difference)
+    assert solved == 12, table
+    assert 1 <= sum(i.damping > 0 for i, _, _ in rows) <= 3, table  # damped only where needed
+    assert len(converged) >= 10, table             # most probes pass every check ...
     assert sum(converged) >= 0.9 * len(converged), table  # ... and those agree with FD
     assert sum(sign for _, _, sign in rows) >= 11, table   # the sign a searcher follows
 

@@ -16,6 +16,7 @@ from autometa.hypergrad import (
     spectrum_bounds,
     unrolled,
 )
+from autometa.hypergrad.implicit import auto_damping
 from autometa.testing import engines
 
 DT = torch.float64
@@ -194,6 +195,84 @@ def test_an_indefinite_hessian_is_named_with_the_damping_that_fixes_cg():
     closed = (w - b) @ torch.linalg.solve(a, torch.ones(40, dtype=DT))  # dL/dlam = g' A^-1 1
     assert minres.relative_residual <= minres.tol
     assert float(grads["lam"]) == pytest.approx(float(closed), rel=1e-4)
+
+
+@pytest.mark.parametrize("low, high", [(1e-8, 1.0), (-0.3, 2.0), (1e-3, 1e3)])
+def test_auto_damping_is_the_smallest_that_lets_the_solve_meet_tol(low, high):
+    maxiter, tol = 40, 1e-4
+    d = auto_damping(low, high, maxiter, tol)
+    kappa = (high + d) / (low + d)
+    assert low + d > 0  # positive definite once damped
+    # half of maxiter products suffice at that damping: sqrt(kappa)/2 ln(2/tol) = maxiter/2
+    assert 0.5 * math.sqrt(kappa) * math.log(2 / tol) == pytest.approx(maxiter / 2, rel=1e-9)
+    assert auto_damping(0.5, 1.0, maxiter, tol) == 0.0  # well conditioned: none
+    assert math.isnan(auto_damping(math.nan, 1.0, maxiter, tol))
+
+
+def _ill_conditioned_quadratic(n: int = 60):
+    """L_train = 0.5 w'Aw - lam * c'w (eigenvalues 1e-7 .. 1, the stiff directions weakly
+    curved as in a roughly trained network), L_val = 0.5 |w - b|^2, at the exact optimum."""
+    gen = torch.Generator().manual_seed(3)
+    q, _ = torch.linalg.qr(torch.randn(n, n, generator=gen, dtype=DT))
+    a = q @ torch.diag(torch.logspace(-7, 0, n, dtype=DT)) @ q.T
+    c, b = torch.randn(n, generator=gen, dtype=DT), torch.randn(n, generator=gen, dtype=DT)
+    lam = torch.tensor(0.7, dtype=DT)
+    w = torch.linalg.solve(a, lam * c)
+
+    def train(params, hparams):
+        return 0.5 * params["w"] @ a @ params["w"] - hparams["lam"] * (c @ params["w"])
+
+    def val(params, hparams):
+        return 0.5 * ((params["w"] - b) ** 2).sum()
+    return a, b, c, lam, w, train, val
+
+
+def test_auto_damping_converges_where_the_undamped_solve_cannot_and_is_the_proximal_exact():
+    a, b, c, lam, w, train, val = _ill_conditioned_quadratic()
+    with pytest.warns(UnconvergedWarning, match="did not converge"):
+        _, plain = hypergradient(train, val, {"w": w}, {"lam": lam}, maxiter=30,
+                                 return_info=True)
+    assert not plain.converged and plain.damping == 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # converged: nothing to say
+        grads, auto = hypergradient(train, val, {"w": w}, {"lam": lam}, maxiter=30,
+                                    damping="auto", return_info=True)
+    d = auto.damping
+    assert auto.converged and auto.relative_residual <= auto.tol
+    # no more than the damping the true extreme eigenvalues call for (the Lanczos estimates
+    # lie inside the spectrum, so they ask for less), or ten times it on the second try
+    assert 0 < d <= 10 * auto_damping(1e-7, 1.0, 30, auto.tol) * (1 + 1e-9)
+    # the closed form of the damped system: dL/dlam = (w - b)' (A + dI)^-1 c
+    eye = torch.eye(len(w), dtype=DT)
+    damped = float((w - b) @ torch.linalg.solve(a + d * eye, c))
+    assert float(grads["lam"]) == pytest.approx(damped, rel=1e-3)
+    # ... which is the exact hypergradient of the proximal inner problem
+    # min_w L_train + d/2 |w - w*|^2 (w* the weights it was taken at): central difference of
+    # L_val at that problem's optimum for lam +- h, in closed form
+    def val_at(lam_value):
+        w_prox = torch.linalg.solve(a + d * eye, lam_value * c + d * w)
+        return float(0.5 * ((w_prox - b) ** 2).sum())
+    h = 1e-4
+    fd = (val_at(float(lam) + h) - val_at(float(lam) - h)) / (2 * h)
+    assert float(grads["lam"]) == pytest.approx(fd, rel=1e-3)
+
+
+def test_auto_damping_adds_nothing_where_the_plain_solve_converges():
+    p = engines.ridge_problem()
+    train, val = engines.ridge_losses(p)
+    plain, plain_info = hypergradient(train, val, {"w": p["w"]}, {"lam": p["lam"]},
+                                      return_info=True)
+    auto, auto_info = hypergradient(train, val, {"w": p["w"]}, {"lam": p["lam"]},
+                                    damping="auto", return_info=True)
+    assert auto_info.damping == 0.0 and auto_info.converged
+    assert torch.equal(auto["lam"], plain["lam"])
+    # Neumann's series has no residual to aim at: "auto" damps nothing there
+    _, neumann = hypergradient(train, val, {"w": p["w"]}, {"lam": p["lam"]}, method="neumann",
+                               damping="auto", alpha="auto", terms=400, return_info=True)
+    assert neumann.damping == 0.0
+    for bad in (-1.0, float("nan"), "lots", True):
+        with pytest.raises(ValueError, match="damping must be a number >= 0 or 'auto'"):
+            hypergradient(train, val, {"w": p["w"]}, {"lam": p["lam"]}, damping=bad)
 
 
 # ------------------------------------------------------------------------- unrolled

@@ -31,6 +31,9 @@ def test_nonfinite_number_only_for_numbers():
     assert keys.nonfinite_number(np.float32("nan")) and keys.nonfinite_number(-math.inf)
     assert not keys.nonfinite_number(1.0) and not keys.nonfinite_number("nan")
     assert not keys.nonfinite_number(None)
+    # an integer beyond a float's range (a 400-digit literal in a file) is no finite number
+    assert keys.finite_number(10 ** 400) is None and keys.nonfinite_number(-(10 ** 400))
+    assert keys.finite_number(2 ** 60) == float(2 ** 60)
 
 
 def test_a_numpy_nan_metric_stops_the_trial_and_a_numpy_float_does_not():

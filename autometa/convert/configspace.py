@@ -34,6 +34,7 @@ from ConfigSpace import (
     Integer,
     Normal,
     NormalFloatHyperparameter,
+    NotEqualsCondition,
     OrdinalHyperparameter,
     UniformFloatHyperparameter,
 )
@@ -236,8 +237,14 @@ def from_configspace(cs: ConfigurationSpace, *, lossy: bool = False) -> Space:
                 values = (part.value,)
             elif isinstance(part, InCondition):
                 values = tuple(part.values)
+            elif isinstance(part, NotEqualsCondition) and isinstance(
+                    part.parent, (CategoricalHyperparameter, OrdinalHyperparameter)):
+                # "parent != v" over a finite parent is "parent in (every other value)"
+                choices = getattr(part.parent, "choices", None) or part.parent.sequence
+                values = tuple(c for c in choices if c != part.value)
             else:
-                raise ValueError(f"{part}: autometa supports only equals/in conditions joined by AND")
+                raise ValueError(f"{part}: autometa supports only equals, in and (on a "
+                                 "categorical parent) not-equals conditions joined by AND")
             conds.setdefault(part.child.name, []).append((part.parent.name, values))
     hps = {hp.name: hp for hp in cs.values()}
     losses = []
@@ -253,7 +260,8 @@ def from_configspace(cs: ConfigurationSpace, *, lossy: bool = False) -> Space:
     if losses and not lossy:
         raise ValueError("ConfigSpace features an autometa space cannot hold: "
                          + "; ".join(losses) + " (from_configspace(..., lossy=True) converts "
-                         "without them)")
+                         "without them; default_config(cs, space) gives the default "
+                         "configuration, to run first as points_to_evaluate)")
     if losses:
         import warnings
 
@@ -263,6 +271,13 @@ def from_configspace(cs: ConfigurationSpace, *, lossy: bool = False) -> Space:
 
     ordered = _topological({p.key: p for p in params}, {p.key: () for p in params})
     return Space(ordered, forbidden=forbidden)
+
+
+def default_config(cs: ConfigurationSpace, space: Space) -> dict[str, Any]:
+    """ConfigSpace's default configuration of ``cs`` as a config of ``space`` (its
+    :func:`from_configspace` conversion), to pass as ``points_to_evaluate``: autometa spaces
+    hold no defaults, so this is how a converted file's default is still tried first."""
+    return space.assemble(decode_configspace(space, dict(cs.get_default_configuration())))
 
 
 def _losses(hp: Any, p: Parameter) -> list[str]:

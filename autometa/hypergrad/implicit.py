@@ -8,6 +8,13 @@ with :math:`\lambda` the ``damping``. Products :math:`v \mapsto Hv` come from do
 backward through one graph of :math:`\nabla_w L_{train}`, so each costs about one
 backward pass and no dense Hessian is formed (except by the ``"exact"`` method).
 
+A damped result is exact for another inner problem: :math:`L_{train}(w) + \tfrac{\lambda}{2}
+\|w - w^*\|^2` (a proximal term around the weights it is taken at) has the Hessian
+:math:`H + \lambda I`, the same mixed term and the same optimum. ``damping="auto"`` solves
+undamped first and, only when that solve misses ``tol``, adds the smallest damping with which
+the solve can meet it (:func:`auto_damping`, from the Hessian's extreme eigenvalues along the
+validation gradient); the damping used is in the result.
+
 Two things make the result wrong, and both are measured (:class:`HypergradientInfo`):
 
 * the linear solve: relative residual :math:`\|(H + \lambda I)v - g\| / \|g\|` against ``tol``
@@ -100,9 +107,33 @@ def resolve_method(method: str) -> str:
     return "minres" if method == "auto" else method
 
 
+def auto_damping(low: float, high: float, maxiter: int, tol: float) -> float:
+    r"""The smallest damping :math:`d` with which a Krylov solve of :math:`(H + dI)v = g`
+    reaches the relative residual ``tol`` in half of ``maxiter`` products (half: ``low`` and
+    ``high`` are estimates of the extreme eigenvalues of :math:`H`, from a short Lanczos run).
+
+    .. math::
+        \tfrac12\sqrt{\kappa_d}\,\ln(2/\mathrm{tol}) \le \tfrac{\mathrm{maxiter}}{2},
+        \quad \kappa_d = \frac{high + d}{low + d}
+        \;\Longrightarrow\; d \ge \frac{high - K\,low}{K - 1},
+        \quad K = \Big(\frac{\mathrm{maxiter}}{\ln(2/\mathrm{tol})}\Big)^2
+
+    It makes :math:`H + dI` positive definite too (:math:`low + d = (high - low)/(K - 1)`).
+    0 when no damping is needed; NaN when the bounds are not finite.
+    """
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return math.nan
+    high = max(high, abs(low))  # no positive curvature along g: scale by the largest magnitude
+    k = (maxiter / math.log(2.0 / tol)) ** 2
+    if k <= 1:
+        return max(high, 0.0)
+    return max((high - k * low) / (k - 1.0), 0.0)
+
+
 def implicit_hypergradient(train_loss: torch.Tensor, val_loss: torch.Tensor,
                            weights: list[torch.Tensor], hparams: list[torch.Tensor], *,
-                           method: str = "auto", damping: float = 0.0, tol: float = DEFAULT_TOL,
+                           method: str = "auto", damping: float | str = 0.0,
+                           tol: float = DEFAULT_TOL,
                            inner_tol: float = DEFAULT_INNER_TOL, init: torch.Tensor | None = None,
                            check: bool = True, **options: float) -> ImplicitResult:
     r"""The implicit hypergradient from the two loss values and the tensors they depend on.
@@ -118,7 +149,11 @@ def implicit_hypergradient(train_loss: torch.Tensor, val_loss: torch.Tensor,
         hparams: Tensors :math:`\theta` (all require grad).
         method: ``"auto"`` (MINRES), ``"minres"``, ``"cg"``, ``"exact"``, ``"neumann"`` or
             ``"fixed_point"`` (:mod:`autometa.hypergrad.solvers`).
-        damping: :math:`\lambda \ge 0` added to the Hessian's diagonal (biases the result).
+        damping: :math:`\lambda \ge 0` added to the Hessian's diagonal (the hypergradient of
+            the proximal inner problem, see the module docstring), or ``"auto"``: none unless
+            the undamped solve misses ``tol``, then the smallest that meets it (at most two
+            more solves; with ``method="neumann"``, whose series has no residual to aim at,
+            none). The damping used is ``info.damping``.
         tol: Largest relative residual accepted (an iterative solve stops at half of it).
         inner_tol: Largest inner gap accepted, relative to :math:`\|dL_{val}/d\theta\|`.
         init: Starting point of the solve (the previous ``solution``: warm start).
@@ -129,6 +164,12 @@ def implicit_hypergradient(train_loss: torch.Tensor, val_loss: torch.Tensor,
             (Neumann, fixed point) uses :math:`1/\lambda_{max}` from 30 power iterations.
     """
     method = resolve_method(method)
+    auto = damping == "auto" and method in (*ITERATIVE, "exact")  # (Neumann: none)
+    if damping == "auto":
+        damping = 0.0
+    if not auto and (isinstance(damping, (str, bool)) or not float(damping) >= 0):
+        raise ValueError(f"damping must be a number >= 0 or 'auto', got {damping!r}")
+    damping = float(damping)
     if method in ITERATIVE:
         # stop a little below tol: a recurrence's residual drifts from the true one, checked below
         options = {"tol": 0.5 * tol, **options}
@@ -148,10 +189,16 @@ def implicit_hypergradient(train_loss: torch.Tensor, val_loss: torch.Tensor,
         warnings.warn(info.message, UnconvergedWarning, stacklevel=3)
         return ImplicitResult([torch.full_like(t, math.nan) for t in hparams], info, None)
 
+    shift = [damping]  # the damping of the system solved (raised by damping="auto")
+
     def matvec(v: torch.Tensor) -> torch.Tensor:
         # H v = d/dw <grad_w L_train, v>, plus damping
         hv = flatten(_grads(inner, weights, grad_outputs=v, retain_graph=True)).detach()
-        return hv + damping * v if damping else hv
+        return hv + shift[0] * v if shift[0] else hv
+
+    def relative_residual(v: torch.Tensor) -> float:
+        g_norm = float(torch.linalg.vector_norm(g))
+        return float(torch.linalg.vector_norm(matvec(v) - g)) / g_norm if g_norm > 0 else 0.0
 
     if auto_alpha:
         top = largest_eigenvalue(matvec, g)
@@ -159,15 +206,16 @@ def implicit_hypergradient(train_loss: torch.Tensor, val_loss: torch.Tensor,
     if init is not None and (init.shape != g.shape or not bool(torch.isfinite(init).all())):
         init = None
     v = solve(matvec, g, init=init).detach()
+    if auto and check and bool(torch.isfinite(v).all()) and relative_residual(v) > tol:
+        v = _damped_solve(solve, matvec, relative_residual, shift, g, v, tol,
+                          int(options.get("maxiter", 300)))
+    damping = shift[0]
     # mixed term: d/dtheta <grad_w L_train, v>
     mixed = _grads(inner, hparams, grad_outputs=v, retain_graph=True)
     grads = [(d - m).detach() for d, m in zip(direct, mixed, strict=True)]
     hypergrad_norm = float(torch.linalg.vector_norm(flatten(grads))) if grads else 0.0
     inner_gap = abs(float(v @ inner.detach()))
-    residual = math.nan
-    if check:
-        g_norm = float(torch.linalg.vector_norm(g))
-        residual = float(torch.linalg.vector_norm(matvec(v) - g)) / g_norm if g_norm > 0 else 0.0
+    residual = relative_residual(v) if check else math.nan
     finite = math.isfinite(hypergrad_norm) and math.isfinite(inner_gap) and \
         (math.isfinite(residual) or not check)
     solved = not check or residual <= tol
@@ -188,8 +236,25 @@ def implicit_hypergradient(train_loss: torch.Tensor, val_loss: torch.Tensor,
     return ImplicitResult(grads, info, v)
 
 
+def _damped_solve(solve, matvec, relative_residual, shift: list[float], g: torch.Tensor,
+                  v: torch.Tensor, tol: float, maxiter: int) -> torch.Tensor:
+    """``damping="auto"`` after a missed undamped solve: :func:`auto_damping` from the
+    Hessian's extreme eigenvalues along ``g`` (20 products), then ten times that if the
+    estimate fell short; each solve warm-started from the last. Sets ``shift[0]``."""
+    low, high = spectrum_bounds(matvec, g)
+    first = auto_damping(low, high, maxiter, tol)
+    if not math.isfinite(first) or first <= 0:
+        return v
+    for damping in (first, 10.0 * first):
+        shift[0] = damping
+        v = solve(matvec, g, init=v).detach()
+        if bool(torch.isfinite(v).all()) and relative_residual(v) <= tol:
+            break
+    return v
+
+
 def hypergradient(train_loss: Loss, val_loss: Loss, params: Tensors, hparams: Tensors,
-                  method: str = "auto", *, damping: float = 0.0, tol: float = DEFAULT_TOL,
+                  method: str = "auto", *, damping: float | str = 0.0, tol: float = DEFAULT_TOL,
                   inner_tol: float = DEFAULT_INNER_TOL, init: torch.Tensor | None = None,
                   check: bool = True, return_info: bool = False,
                   **options: float) -> Tensors | tuple[Tensors, HypergradientInfo]:
@@ -304,4 +369,5 @@ def _solve_advice(residual: float, method: str, damping: float, tol: float, opti
 
 
 __all__ = ["DEFAULT_INNER_TOL", "DEFAULT_TOL", "HypergradientInfo", "ImplicitResult",
-           "UnconvergedWarning", "hypergradient", "implicit_hypergradient", "resolve_method"]
+           "UnconvergedWarning", "auto_damping", "hypergradient", "implicit_hypergradient",
+           "resolve_method"]

@@ -103,7 +103,9 @@ class HyperTrainer:
         method: Hypergradient method (``"auto"``: MINRES; ``"cg"``, ``"neumann"``,
             ``"fixed_point"``, ``"exact"``).
         method_options: Options of that method (e.g. ``{"maxiter": 20}``).
-        damping: Damping added to the Hessian.
+        damping: Damping added to the Hessian, or ``"auto"`` (the default): none unless a
+            solve misses ``tol``, then the smallest that meets it
+            (:func:`~autometa.hypergrad.implicit.implicit_hypergradient`).
         tol, inner_tol: Tolerances of the checks
             (:func:`~autometa.hypergrad.implicit.implicit_hypergradient`); each solve starts
             from the previous hyperstep's solution.
@@ -117,7 +119,7 @@ class HyperTrainer:
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer,
                  hparams: Sequence[Hyperparameter], train_loss: LossFn, val_loss: LossFn, *,
                  inner_steps: int = 10, method: str = "auto",
-                 method_options: dict[str, float] | None = None, damping: float = 0.0,
+                 method_options: dict[str, float] | None = None, damping: float | str = "auto",
                  outer_lr: float = 0.05, outer_optimizer: str = "adam",
                  tol: float = DEFAULT_TOL, inner_tol: float = DEFAULT_INNER_TOL) -> None:
         if inner_steps < 1:

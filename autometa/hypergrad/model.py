@@ -249,7 +249,10 @@ class ImplicitEngine:
         hparams: The hyperparameters (:class:`Hyperparameters`).
         method: Linear solver: ``"auto"`` (MINRES), ``"cg"``, ``"exact"``, ``"neumann"``,
             ``"fixed_point"``.
-        damping: Added to the Hessian's diagonal (0: none; damping biases the result).
+        damping: Added to the Hessian's diagonal; ``"auto"`` (the default): none unless the
+            undamped solve misses ``tol``, then the smallest damping that meets it (the
+            hypergradient of the proximal inner problem, :mod:`autometa.hypergrad.implicit`;
+            the damping used is ``info.damping`` and the ``hypergrad_damping`` result).
         tol: Largest relative residual of the linear solve accepted (it stops at half of it).
         inner_tol: Largest inner gap relative to the hypergradient's norm
             (:mod:`autometa.hypergrad.implicit`).
@@ -259,7 +262,7 @@ class ImplicitEngine:
     """
 
     def __init__(self, model: nn.Module, hparams: Hyperparameters, *, method: str = "auto",
-                 damping: float = 0.0, tol: float = DEFAULT_TOL,
+                 damping: float | str = "auto", tol: float = DEFAULT_TOL,
                  inner_tol: float = DEFAULT_INNER_TOL, warm_start: bool = True,
                  **options: Any) -> None:
         self.model, self.hparams = model, hparams

@@ -11,6 +11,7 @@ from typing import Any
 
 from autometa.space.errors import SpaceError
 from autometa.space.parameters import _same
+from autometa.trial.keys import finite_number
 
 RESERVED_NAMES = {"eval": "Tune evaluates {'eval': ...} as Python code, which autometa never does",
                   "grid_search": "Tune reads {'grid_search': ...} as a grid; use type: grid"}
@@ -39,6 +40,9 @@ def _q(spec: dict, at: tuple, required: bool, bounds: dict | None) -> float | No
     for bound in ("low", "high"):
         if bounds and bounds.get(bound) is not None:
             k = bounds[bound] / q
+            if not math.isfinite(k):
+                raise SpaceError(f"{bound} / q ({bounds[bound]} / {q}) overflows a float: no "
+                                 "multiple of q can be drawn", key_path=at + (bound,))
             if abs(k - round(k)) > 1e-9 * max(1.0, abs(k)):
                 raise SpaceError(f"{bound} ({bounds[bound]}) must be a multiple of q ({q}) so that "
                                  "every target rounds the same way", key_path=at + (bound,))
@@ -182,8 +186,9 @@ def _number(spec: dict, key: str, at: tuple) -> float:
                 pass
         raise SpaceError(f"expected a number, got {describe_kind(value)}{hint}",
                          key_path=at + (key,))
-    if not math.isfinite(value):
-        raise SpaceError(f"expected a finite number, got {value}", key_path=at + (key,))
+    if finite_number(value) is None:  # NaN, inf, or an integer too large for a float
+        shown = value if isinstance(value, float) else f"an integer of {len(str(abs(value)))} digits"
+        raise SpaceError(f"expected a finite number, got {shown}", key_path=at + (key,))
     return float(value)
 
 

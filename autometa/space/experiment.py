@@ -6,11 +6,11 @@ registered (``autometa.launch``); this module checks shapes and types only.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from autometa.space.errors import SpaceError
+from autometa.trial.keys import finite_number
 
 _KEYS = ("name", "trainable", "metric", "mode", "searcher", "scheduler", "num_samples",
          "max_concurrent_trials", "resources_per_trial", "stop", "storage_path", "seed",
@@ -143,9 +143,9 @@ def check_resources(doc: Any, at: tuple) -> dict[str, float]:
     for key, value in doc.items():
         if not isinstance(key, str):
             raise SpaceError("resource names must be strings", key_path=at + (key,))
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 \
-                or not math.isfinite(value):
-            raise SpaceError(f"expected a number >= 0, got {value!r}", key_path=at + (key,))
+        if isinstance(value, bool) or finite_number(value) is None or value < 0:
+            raise SpaceError(f"expected a finite number >= 0, got {_shown(value)}",
+                             key_path=at + (key,))
         if key == "gpu" and value > 1 and value != int(value):
             raise SpaceError("a fractional gpu request must be at most 1 (e.g. 0.5)", key_path=at + (key,))
         out[key] = value
@@ -159,9 +159,17 @@ def _stop(doc: Any, at: tuple) -> dict[str, float]:
         raise SpaceError("expected a mapping {result_key: value}, e.g. {training_iteration: 10}",
                          key_path=at)
     for key, value in doc.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise SpaceError(f"expected a number, got {value!r}", key_path=at + (key,))
+        if isinstance(value, bool) or finite_number(value) is None:
+            raise SpaceError(f"expected a finite number, got {_shown(value)}",
+                             key_path=at + (key,))
     return dict(doc)
+
+
+def _shown(value: Any) -> str:
+    """A value for a message (an integer of thousands of digits by its length)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10 ** 30:
+        return f"an integer of {len(str(abs(value)))} digits"
+    return repr(value)
 
 
 def _string(doc: dict, key: str, at: tuple) -> str:

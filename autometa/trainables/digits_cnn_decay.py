@@ -23,7 +23,7 @@ hidden         16         channels of the first convolution
 batch_size     64         minibatch size
 epochs         20         epochs (one report each, with a checkpoint)
 train_size     (all)      use only the first ``train_size`` training samples (harder task)
-method         ``auto``   hypergradient method; ``maxiter`` 20, ``damping`` 0
+method         ``auto``   hypergradient method; ``maxiter`` 20, ``damping`` ``auto``
 seed           0          weights and minibatch order
 ============== ========== ==========================================================
 
@@ -97,7 +97,7 @@ def train_digits_cnn_decay(config: dict[str, Any]) -> None:
         return nn.functional.cross_entropy(model(x), y) + penalty
 
     engine = ImplicitEngine(model, hp, method=config.get("method", "auto"),
-                            damping=float(config.get("damping", 0.0)),
+                            damping=config.get("damping", "auto"),
                             maxiter=int(config.get("maxiter", 20)))
     rng = np.random.default_rng(seed)
     start = _restore(model, optimizer, name, rng, engine, device)

@@ -63,6 +63,8 @@ def _number(value: Any) -> float | None:
         return None
     try:
         return float(value)
+    except OverflowError:  # an integer beyond a float's range is no finite float
+        return math.inf if value > 0 else -math.inf
     except (TypeError, ValueError):
         return None
 

@@ -1,0 +1,165 @@
+"""A generated fuzz suite of search-space files: every key of a file that uses every feature
+given wrong types, bounds, sizes and encodings, keys removed and added, hostile YAML. Each
+case must end clean: ``autometa validate`` exits 0 or 2, never raises, and an exit 2 names
+the file on one line with no traceback."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+
+import pytest
+import yaml
+
+from autometa.launch.cli import main
+
+BASE = {
+    "experiment": {
+        "trainable": "quadratic", "metric": "loss", "mode": "min",
+        "searcher": {"name": "tpe", "n_initial_points": 4},
+        "scheduler": {"name": "asha", "grace_period": 1, "reduction_factor": 2},
+        "num_samples": 4, "max_concurrent_trials": 2, "stop": {"training_iteration": 3},
+        "seed": 0, "storage_path": "results", "name": "fuzz",
+        "resources_per_trial": {"cpu": 1},
+    },
+    "parameters": {
+        "x": {"type": "uniform", "low": 0.0, "high": 2.0, "differentiable": True},
+        "lr": {"type": "loguniform", "low": 1e-4, "high": 0.1},
+        "drop": {"type": "quniform", "low": 0.0, "high": 0.5, "q": 0.1},
+        "units": {"type": "randint", "low": 8, "high": 64, "log": True},
+        "noise": {"type": "normal", "mu": 0.0, "sigma": 1.0, "low": -2.0, "high": 2.0},
+        "act": {"type": "choice", "values": ["relu", "tanh"]},
+        "y": {"type": "grid", "values": [0.5, 1.5]},
+        "opt": {"type": "choice", "values": [
+            {"name": "sgd", "momentum": {"type": "uniform", "low": 0.0, "high": 0.9}},
+            {"name": "adam"}]},
+        "gated": {"type": "uniform", "low": 0.0, "high": 1.0, "condition": {"act": "relu"}},
+        "iterations": 1,
+    },
+    "forbidden": [{"act": "tanh", "y": 1.5}],
+}
+
+BAD_VALUES = [None, "", "two", True, -1, 0, 1e400, float("nan"), 10 ** 4000, [], [1, 2],
+              {}, {"a": 1}, "1e-4", 2 ** 64, -1e308]
+
+
+def _leaf_paths(node, path=()):
+    """Every key path of the document down to its leaves (and the containers on the way)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield path + (key,)
+            yield from _leaf_paths(value, path + (key,))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield path + (i,)
+            yield from _leaf_paths(value, path + (i,))
+
+
+def _set(doc, path, value):
+    node = doc
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+
+
+def _delete(doc, path):
+    node = doc
+    for key in path[:-1]:
+        node = node[key]
+    del node[path[-1]]
+
+
+def _cases():
+    paths = list(_leaf_paths(BASE))
+    cases = []
+    for path in paths:
+        name = ".".join(map(str, path))
+        for i, bad in enumerate(BAD_VALUES):
+            doc = copy.deepcopy(BASE)
+            _set(doc, path, bad)
+            cases.append((f"{name}={i}", doc))
+        doc = copy.deepcopy(BASE)
+        _delete(doc, path)
+        cases.append((f"{name}:removed", doc))
+        parent = path[:-1]
+        node = BASE
+        for key in parent:
+            node = node[key]
+        if isinstance(node, dict):
+            doc = copy.deepcopy(BASE)
+            _set(doc, parent + ("no_such_key",), 1)
+            cases.append((f"{'.'.join(map(str, parent)) or 'top'}+unknown", doc))
+    return cases
+
+
+CASES = _cases()
+
+HOSTILE = {
+    "billion_laughs": "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{c}: &{c} [{', '.join(['*' + p] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=True))
+    + "parameters: {x: *i}\n",
+    "recursive_alias": "parameters: &a {x: *a}\n",
+    "deep_list": "parameters: {x: " + "[" * 5000 + "]" * 5000 + "}\n",
+    "deep_mapping": "parameters:\n" + "".join("  " * (i + 1) + f"k{i}:\n" for i in range(300)),
+    "tabs": "parameters:\n\tx: {type: uniform, low: 0, high: 1}\n",
+    "binary": "parameters: {x: \x00\x01\x02}\n",
+    "bom_and_crlf": "\ufeffparameters:\r\n  x: {type: uniform, low: 0, high: 1}\r\n",
+    "duplicate_key": "parameters:\n  x: 1\n  x: 2\n",
+    "python_tag": "parameters: {x: !!python/object/apply:os.system [echo hi]}\n",
+    "tune_eval": "parameters: {x: {eval: '__import__(\"os\").system(\"echo hi\")'}}\n",
+    "huge_choice": "parameters:\n  x: {type: choice, values: [" + ", ".join(
+        str(i) for i in range(100000)) + "]}\n",
+    "huge_int": "parameters:\n  x: {type: randint, low: 0, high: " + "9" * 5000 + "}\n",
+    "empty": "",
+    "only_comment": "# nothing\n",
+    "a_list": "- 1\n- 2\n",
+    "a_scalar": "42\n",
+    "unterminated": "parameters: {x: [1, 2\n",
+}
+
+
+def _check(path, capsys):
+    try:
+        code = main(["validate", str(path)])
+    except SystemExit as exit_:  # argparse-level exits are codes too
+        code = exit_.code
+    captured = capsys.readouterr()
+    assert code in (0, 2), (code, captured.err)
+    assert "Traceback" not in captured.out + captured.err
+    if code == 2:
+        lines = [line for line in captured.err.splitlines() if line.startswith("error: ")]
+        assert len(lines) == 1 and str(path) in lines[0], captured.err
+    return code
+
+
+@pytest.mark.parametrize("name, doc", CASES, ids=[c[0] for c in CASES])
+def test_a_mutated_file_validates_or_is_refused_cleanly(name, doc, tmp_path, capsys):
+    if isinstance(doc.get("experiment"), dict) and isinstance(
+            doc["experiment"].get("storage_path"), str):
+        doc["experiment"]["storage_path"] = str(tmp_path / doc["experiment"]["storage_path"])
+    path = tmp_path / "space.yaml"
+    try:
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    except (ValueError, OverflowError):  # a value YAML cannot write: try JSON's spelling
+        path = tmp_path / "space.json"
+        path.write_text(json.dumps(doc, allow_nan=True))
+    _check(path, capsys)
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_hostile_yaml_is_refused_cleanly_and_quickly(name, tmp_path, capsys):
+    path = tmp_path / "space.yaml"
+    path.write_bytes(HOSTILE[name].encode("utf-8", "surrogatepass"))
+    code = _check(path, capsys)
+    if name not in ("bom_and_crlf", "huge_choice"):  # (both are valid files)
+        assert code == 2, name
+
+
+def test_the_base_file_is_valid(tmp_path, capsys):
+    doc = copy.deepcopy(BASE)
+    doc["experiment"]["storage_path"] = str(tmp_path / "results")
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    assert _check(path, capsys) == 0
+    assert len(CASES) > 500 and os.path.exists(path)
