@@ -283,4 +283,10 @@ def test_irace_says_why_it_ended_and_who_survived_from_its_saved_state(tmp_path)
     assert irace_outcome(str(tmp_path / "missing"), candidates) == (candidates, None)
     make_searcher("random", space, metric="loss", mode="min").save(
         str(tmp_path / "searcher-state-2027.pkl"))
+    # the newest session by name, not by mtime (a resume copies the older files back)
+    import os
+    import time
+
+    later = time.time() + 60
+    os.utime(tmp_path / "searcher-state-2026.pkl", (later, later))
     assert IteratedRacingSearcher.saved_in(str(tmp_path)) is None

@@ -215,6 +215,11 @@ def _run(args: argparse.Namespace) -> int:
         # (the README's "Network" says what the notice means)
         logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(
             _no_token_notice)
+        # a trial stopped (Ctrl-C) before its first results reached the folder: the summary
+        # counts it with 0 iterations; Tune's "Failed to fetch metrics" list says no more
+        from autometa.launch.show import MissingResults
+
+        logging.getLogger("ray.tune.analysis.experiment_analysis").addFilter(MissingResults())
     from autometa.launch.run import planned_trials, run_experiment
 
     print(f"autometa: {exp.searcher.name} searcher, {exp.scheduler.name} scheduler, "

@@ -289,7 +289,7 @@ def _true(value: Any) -> bool:
     return isinstance(value, (bool, np.bool_)) and bool(value)
 
 
-class _MissingResults(logging.Filter):
+class MissingResults(logging.Filter):
     """Drops Tune's "Failed to fetch metrics ... FileNotFoundError" for trials whose results
     never reached the folder (a run stopped before Tune copied them there): such a trial has
     0 iterations in the summary."""
@@ -301,7 +301,7 @@ class _MissingResults(logging.Filter):
 @contextlib.contextmanager
 def _quiet_missing_results() -> Iterator[None]:
     log = logging.getLogger("ray.tune.analysis.experiment_analysis")
-    quiet = _MissingResults()
+    quiet = MissingResults()
     log.addFilter(quiet)
     try:
         yield

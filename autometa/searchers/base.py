@@ -367,8 +367,9 @@ class SpaceSearcher(Searcher):
         import glob
         import os
 
-        files = sorted(glob.glob(os.path.join(folder, "searcher-state-*.pkl")),
-                       key=os.path.getmtime)
+        # newest by name: Tune names them by session start (searcher-state-<date_time>.pkl),
+        # and a resume copies the folder back, which changes the older files' mtimes
+        files = sorted(glob.glob(os.path.join(folder, "searcher-state-*.pkl")))
         if not files:
             return None
         try:

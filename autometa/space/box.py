@@ -33,9 +33,9 @@ def _affine(param: Parameter) -> tuple[float, float, bool]:
         raise ValueError(f"{param.key}: only continuous parameters have a box coordinate")
     if param.log:
         low, high = math.log(param.low), math.log(param.high)
-        return low, high - low, True
+        return low, (high - low) or 1.0, True  # low == high: any width (from_box clips)
     if param.low is not None and param.high is not None:
-        return float(param.low), float(param.high - param.low), False
+        return float(param.low), float(param.high - param.low) or 1.0, False
     return float(param.mu), float(param.sigma), False
 
 

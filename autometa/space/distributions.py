@@ -40,12 +40,18 @@ def _q(spec: dict, at: tuple, required: bool, bounds: dict | None) -> float | No
     for bound in ("low", "high"):
         if bounds and bounds.get(bound) is not None:
             k = bounds[bound] / q
-            if not math.isfinite(k):
-                raise SpaceError(f"{bound} / q ({bounds[bound]} / {q}) overflows a float: no "
-                                 "multiple of q can be drawn", key_path=at + (bound,))
+            if not abs(k) <= 2 ** 53:  # (NaN and inf too) beyond, multiples are not exact
+                raise SpaceError(f"{bound} / q ({bounds[bound]} / {q}) is beyond 2**53 steps, "
+                                 "where a float no longer holds every multiple of q exactly",
+                                 key_path=at + (bound,))
             if abs(k - round(k)) > 1e-9 * max(1.0, abs(k)):
                 raise SpaceError(f"{bound} ({bounds[bound]}) must be a multiple of q ({q}) so that "
                                  "every target rounds the same way", key_path=at + (bound,))
+    if bounds and bounds.get("low") is not None and bounds.get("high") is not None \
+            and bounds["high"] > bounds["low"] and q > bounds["high"] - bounds["low"]:
+        raise SpaceError(f"q ({q}) is larger than the range [{bounds['low']}, "
+                         f"{bounds['high']}]: only one value could be drawn (make it a "
+                         "constant, or a smaller q)", key_path=at + ("q",))
     return q
 
 
@@ -56,8 +62,17 @@ def _uniform_like(log: bool, quantized: bool):
     return parse
 
 
+INT64 = 2 ** 63
+"""randint bounds stay inside NumPy's int64, which the searchers and Tune draw integers with."""
+
+
 def _randint(spec: dict, at: tuple) -> dict:
     low, high = _integer(spec, "low", at), _integer(spec, "high", at)
+    for name, value in (("low", low), ("high", high)):
+        if not -INT64 <= value < INT64 - 1:
+            raise SpaceError(f"{name} must lie in [-2**63, 2**63 - 2] (the searchers and Tune "
+                             f"draw integers as NumPy int64), got {value:.4g}",
+                             key_path=at + (name,))
     log = spec.get("log", False)
     if not isinstance(log, bool):
         raise SpaceError("expected true or false", key_path=at + ("log",))
@@ -161,6 +176,10 @@ DISTRIBUTION_PARSERS = {
 
 
 def check_constant(value: Any, at: tuple) -> None:
+    if isinstance(value, float) and math.isnan(value):
+        raise SpaceError("NaN is not a value a trial can take (it equals nothing, itself "
+                         "included, so no config holding it can be matched or repeated)",
+                         key_path=at)
     if isinstance(value, dict):
         for key, sub in value.items():
             if key in RESERVED_NAMES:
