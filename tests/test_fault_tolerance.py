@@ -20,7 +20,12 @@ import time
 
 import pytest
 
-from autometa.launch.durable import current_snapshot, snapshot_refs
+from autometa.launch.durable import (
+    current_snapshot,
+    snapshot_refs,
+    snapshot_sources,
+    snapshot_statuses,
+)
 from autometa.launch.leftovers import leftover_ray_processes
 from autometa.schedulers import SCHEDULERS
 from autometa.searchers import SEARCHERS
@@ -147,6 +152,16 @@ def _resume_points(path):
     return points
 
 
+def _exploit_pending(path):
+    """Trial folders the saved state resumes from another trial's checkpoint, unfinished."""
+    snapshot = current_snapshot(path)
+    if snapshot is None:
+        return set()
+    statuses = snapshot_statuses(snapshot)
+    return {folder for folder, source in snapshot_sources(snapshot).items()
+            if source and source != folder and statuses.get(folder) != "TERMINATED"}
+
+
 def _kill_when_due(proc, path, kind, planned, rng):
     deadline = time.time() + 180
     if kind == "start":
@@ -186,6 +201,7 @@ def test_sigkill_then_resume(tmp_path, searcher, scheduler, kind):
     before = _trials(path)
     done_before = {d: before[d] for d in _finished(before)}
     points = _resume_points(path)
+    pending = _exploit_pending(path)  # (the state the resume starts from)
 
     resumed = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, env=env,
                              timeout=400)
@@ -204,6 +220,14 @@ def test_sigkill_then_resume(tmp_path, searcher, scheduler, kind):
     errors = [open(f).read()[-2000:] for f in glob.glob(os.path.join(path, "*", "error.txt"))]
     assert {t.status for t in trials} <= allowed, ([t.status for t in trials], errors, log)
     assert done_before.keys() <= {os.path.basename(t.path) for t in trials}  # none lost
+    for trial in pending:
+        # PBT had decided to exploit it (the saved state resumes it from another trial's
+        # checkpoint): it was not finished, though a result Tune logged after that decision
+        # may reach the last iteration; it goes on from the donor, as it would have unkilled,
+        # after every report it had made (none lost)
+        done_before.pop(trial, None)
+        assert len(after.get(trial, [])) >= len(before.get(trial, [])), \
+            f"{trial} lost reports at the resume"
     for trial, rows in done_before.items():  # finished trials were not run again (a trial
         # that finished after Tune's last save redoes its last iteration, recorded once)
         assert [(r["iteration"], r["loss"]) for r in after[trial]] == \

@@ -137,6 +137,12 @@ def snapshot_statuses(folder: str) -> dict[str, str]:
     return dict(_manifest(folder).get("statuses", {}))
 
 
+def snapshot_sources(folder: str) -> dict[str, str | None]:
+    """Trial folder -> the trial folder its checkpoint in that snapshot is in (another trial's
+    after a population scheduler's exploit; empty for a snapshot of autometa <= 0.1)."""
+    return dict(_manifest(folder).get("sources", {}))
+
+
 def _manifest(folder: str) -> dict[str, Any]:
     with open(os.path.join(folder, REFS)) as handle:
         return json.load(handle)
