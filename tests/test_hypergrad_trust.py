@@ -16,7 +16,7 @@ from autometa.hypergrad import (
     spectrum_bounds,
     unrolled,
 )
-from autometa.hypergrad.implicit import auto_damping
+from autometa.hypergrad.implicit import AUTO_DAMPING_CAP, auto_damping
 from autometa.testing import engines
 
 DT = torch.float64
@@ -209,12 +209,12 @@ def test_auto_damping_is_the_smallest_that_lets_the_solve_meet_tol(low, high):
     assert math.isnan(auto_damping(math.nan, 1.0, maxiter, tol))
 
 
-def _ill_conditioned_quadratic(n: int = 60):
-    """L_train = 0.5 w'Aw - lam * c'w (eigenvalues 1e-7 .. 1, the stiff directions weakly
+def _ill_conditioned_quadratic(n: int = 400):
+    """L_train = 0.5 w'Aw - lam * c'w (eigenvalues 1e-9 .. 1, the stiff directions weakly
     curved as in a roughly trained network), L_val = 0.5 |w - b|^2, at the exact optimum."""
     gen = torch.Generator().manual_seed(3)
     q, _ = torch.linalg.qr(torch.randn(n, n, generator=gen, dtype=DT))
-    a = q @ torch.diag(torch.logspace(-7, 0, n, dtype=DT)) @ q.T
+    a = q @ torch.diag(torch.logspace(-9, 0, n, dtype=DT)) @ q.T
     c, b = torch.randn(n, generator=gen, dtype=DT), torch.randn(n, generator=gen, dtype=DT)
     lam = torch.tensor(0.7, dtype=DT)
     w = torch.linalg.solve(a, lam * c)
@@ -230,18 +230,20 @@ def _ill_conditioned_quadratic(n: int = 60):
 def test_auto_damping_converges_where_the_undamped_solve_cannot_and_is_the_proximal_exact():
     a, b, c, lam, w, train, val = _ill_conditioned_quadratic()
     with pytest.warns(UnconvergedWarning, match="did not converge"):
-        _, plain = hypergradient(train, val, {"w": w}, {"lam": lam}, maxiter=30,
+        _, plain = hypergradient(train, val, {"w": w}, {"lam": lam}, maxiter=250,
                                  return_info=True)
     assert not plain.converged and plain.damping == 0.0
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # converged: nothing to say
-        grads, auto = hypergradient(train, val, {"w": w}, {"lam": lam}, maxiter=30,
+        grads, auto = hypergradient(train, val, {"w": w}, {"lam": lam}, maxiter=250,
                                     damping="auto", return_info=True)
     d = auto.damping
     assert auto.converged and auto.relative_residual <= auto.tol
     # no more than the damping the true extreme eigenvalues call for (the Lanczos estimates
-    # lie inside the spectrum, so they ask for less), or ten times it on the second try
-    assert 0 < d <= 10 * auto_damping(1e-7, 1.0, 30, auto.tol) * (1 + 1e-9)
+    # lie inside the spectrum, so they ask for less), or ten times it on the second try, and
+    # a small share of the largest curvature (1)
+    assert 0 < d <= 10 * auto_damping(1e-9, 1.0, 250, auto.tol) * (1 + 1e-9)
+    assert d <= AUTO_DAMPING_CAP
     # the closed form of the damped system: dL/dlam = (w - b)' (A + dI)^-1 c
     eye = torch.eye(len(w), dtype=DT)
     damped = float((w - b) @ torch.linalg.solve(a + d * eye, c))
@@ -255,6 +257,17 @@ def test_auto_damping_converges_where_the_undamped_solve_cannot_and_is_the_proxi
     h = 1e-4
     fd = (val_at(float(lam) + h) - val_at(float(lam) - h)) / (2 * h)
     assert float(grads["lam"]) == pytest.approx(fd, rel=1e-3)
+
+
+def test_auto_damping_refuses_a_damping_that_would_swamp_the_hessian():
+    """With 10 products the solve would need damping above the largest curvature (the
+    result would be the damping's, not the Hessian's): it stays unconverged and says so."""
+    a, b, c, lam, w, train, val = _ill_conditioned_quadratic()
+    with pytest.warns(UnconvergedWarning, match="did not converge"):
+        _, info = hypergradient(train, val, {"w": w}, {"lam": lam}, maxiter=10,
+                                damping="auto", return_info=True)
+    assert not info.converged and info.damping == 0.0
+    assert info.relative_residual > info.tol and "raise maxiter" in info.message
 
 
 def test_auto_damping_adds_nothing_where_the_plain_solve_converges():
