@@ -203,6 +203,18 @@ def implicit_hypergradient(train_loss: torch.Tensor, val_loss: torch.Tensor,
         hv = flatten(_grads(inner, weights, grad_outputs=v, retain_graph=True)).detach()
         return hv + shift[0] * v if shift[0] else hv
 
+    undamped: list[tuple[float, float]] = []
+
+    def spectrum() -> tuple[float, float]:
+        # extreme eigenvalues of H + shift I along g: a short Lanczos run (20 products) on H,
+        # once per call (a shift moves every eigenvalue by itself)
+        if not undamped:
+            saved, shift[0] = shift[0], 0.0
+            undamped.append(spectrum_bounds(matvec, g))
+            shift[0] = saved
+        low, high = undamped[0]
+        return low + shift[0], high + shift[0]
+
     def relative_residual(v: torch.Tensor) -> float:
         g_norm = float(torch.linalg.vector_norm(g))
         return float(torch.linalg.vector_norm(matvec(v) - g)) / g_norm if g_norm > 0 else 0.0
@@ -214,7 +226,7 @@ def implicit_hypergradient(train_loss: torch.Tensor, val_loss: torch.Tensor,
         init = None
     v = solve(matvec, g, init=init).detach()
     if auto and check and bool(torch.isfinite(v).all()) and relative_residual(v) > tol:
-        v = _damped_solve(solve, matvec, relative_residual, shift, g, v, tol,
+        v = _damped_solve(solve, matvec, relative_residual, spectrum, shift, g, v, tol,
                           int(options.get("maxiter", 300)))
     damping = shift[0]
     # mixed term: d/dtheta <grad_w L_train, v>
@@ -235,7 +247,7 @@ def implicit_hypergradient(train_loss: torch.Tensor, val_loss: torch.Tensor,
     else:
         message = "" if converged else _advice(finite, solved, at_optimum, residual, inner_gap,
                                                hypergrad_norm, method, damping, tol, inner_tol,
-                                               options, matvec, g)
+                                               options, spectrum)
     info = HypergradientInfo(converged, residual, inner_gap, inner_norm, hypergrad_norm, method,
                              damping, tol, inner_tol, finite, message)
     if check and not converged:
@@ -243,13 +255,13 @@ def implicit_hypergradient(train_loss: torch.Tensor, val_loss: torch.Tensor,
     return ImplicitResult(grads, info, v)
 
 
-def _damped_solve(solve, matvec, relative_residual, shift: list[float], g: torch.Tensor,
-                  v: torch.Tensor, tol: float, maxiter: int) -> torch.Tensor:
+def _damped_solve(solve, matvec, relative_residual, spectrum, shift: list[float],
+                  g: torch.Tensor, v: torch.Tensor, tol: float, maxiter: int) -> torch.Tensor:
     """``damping="auto"`` after a missed undamped solve: :func:`auto_damping` from the
     Hessian's extreme eigenvalues along ``g`` (20 products), then ten times that if the
     estimate fell short, neither above :data:`AUTO_DAMPING_CAP` of the largest curvature;
     each solve warm-started from the last. Sets ``shift[0]``."""
-    low, high = spectrum_bounds(matvec, g)
+    low, high = spectrum()
     first = auto_damping(low, high, maxiter, tol)
     cap = AUTO_DAMPING_CAP * max(high, abs(low))
     if not math.isfinite(first) or first <= 0:
@@ -334,13 +346,13 @@ def _nonfinite_info(train_loss: torch.Tensor, val_loss: torch.Tensor, inner_norm
 
 def _advice(finite: bool, solved: bool, at_optimum: bool, residual: float, inner_gap: float,
             hypergrad_norm: float, method: str, damping: float, tol: float, inner_tol: float,
-            options: dict, matvec, g: torch.Tensor) -> str:
+            options: dict, spectrum) -> str:
     parts = []
     if not finite:
         parts.append(f"the {method} solve produced a non-finite solution: use method='minres' "
                      "or add damping")
     if finite and not solved:
-        parts.append(_solve_advice(residual, method, damping, tol, options, matvec, g))
+        parts.append(_solve_advice(residual, method, damping, tol, options, spectrum))
     if finite and not at_optimum:
         parts.append(f"the weights are not at an optimum of the training loss: training on would "
                      f"still change the validation loss by about {inner_gap:.3g} (first order), "
@@ -351,9 +363,10 @@ def _advice(finite: bool, solved: bool, at_optimum: bool, residual: float, inner
 
 
 def _solve_advice(residual: float, method: str, damping: float, tol: float, options: dict,
-                  matvec, g: torch.Tensor) -> str:
-    # a short Lanczos run (20 products), spent only when the solve failed, sizes the advice
-    low, high = spectrum_bounds(matvec, g)
+                  spectrum) -> str:
+    # a short Lanczos run (20 products, shared with damping="auto"), spent only when the
+    # solve failed, sizes the advice
+    low, high = spectrum()
     text = (f"the {method} solve did not converge (relative residual {residual:.3g} > tol "
             f"{tol:g})")
     if high <= 0 or not math.isfinite(high):
