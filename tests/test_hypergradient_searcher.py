@@ -433,3 +433,23 @@ def test_probes_let_one_chain_use_concurrent_trials_along_different_directions()
             i += 1
             live.append((f"t{i}", nxt))
     assert best < 1e-3, best
+
+
+def test_a_point_to_evaluate_starts_the_first_chain_with_nothing_marked():
+    """A plain Tune space: the differentiable parameters are known only from the first result,
+    that of the point to evaluate; the first chain goes on from there with that result (not
+    from the box's middle, and without running the point again)."""
+    space = space_from_dict(PLAIN)
+    start = {"lam": 0.01, "b": -0.5}
+    searcher = make_searcher("hypergradient", space, metric="loss", mode="min", seed=0,
+                             chains=1, points_to_evaluate=[start])
+    first = searcher.suggest("t0")
+    assert first == start
+    searcher.on_trial_complete("t0", bowl(first))
+    assert searcher.chain_trials() == [["t0"]]
+    second = searcher.suggest("t1")
+    # a step from the start against its gradient (b moves toward its optimum 0.3), not the
+    # middle of the box (b = 0) or the start again
+    assert second != start and -0.5 < second["b"] < 0.0
+    searcher.on_trial_complete("t1", bowl(second))
+    assert searcher.chain_trials() == [["t0", "t1"]]

@@ -132,6 +132,7 @@ class HypergradientSearcher(SpaceSearcher):
         self._trial_chain: dict[str, int] = {}  # trial id -> chain id
         self._base_trials: set[str] = set()
         self._told_trials: set[str] = set()     # evaluated for the base, not proposed by it
+        self._given_trials: set[str] = set()    # trials of points_to_evaluate
         self._rng = np.random.default_rng(self.seed)
         self._seeds: list[tuple[float, dict[str, Any]]] = []
         self._gradients_seen = False
@@ -208,6 +209,7 @@ class HypergradientSearcher(SpaceSearcher):
         proposal (with the differentiable values at the box's middle for the first chain,
         ``start="center"``)."""
         if self._to_evaluate:
+            self._given_trials.add(trial_id)
             return self._to_evaluate.pop(0)
         if self._seeds:  # evaluated points handed over by add_evaluated_point, best first
             return dict(self._seeds.pop(0)[1])
@@ -251,6 +253,9 @@ class HypergradientSearcher(SpaceSearcher):
             self._told_trials.discard(trial_id)
             self._base.tell(self._live[trial_id], None if result is None else
                             result.get(self._metric))
+        if trial_id in self._given_trials and trial_id not in self._trial_chain:
+            self._adopt_start(trial_id, result)
+        self._given_trials.discard(trial_id)
         chain_id = self._trial_chain.pop(trial_id, None)
         if chain_id is None:
             return
@@ -276,7 +281,19 @@ class HypergradientSearcher(SpaceSearcher):
         if chain.done and not chain.pending and chain not in self.retired:
             self.retired.append(chain)
 
+    def _adopt_start(self, trial_id: str, result: dict | None) -> None:
+        """A point to evaluate that ran before the differentiable parameters were known (a
+        plain Tune space: they are inferred from its own result) starts a chain there, with
+        that result as its first evaluation, instead of the box's middle."""
+        flat = self._live.get(trial_id)
+        alive = [c for c in self._chains.values() if not c.done]
+        if (result is None or not self._params or flat is None or len(alive) >= self.max_chains
+                or not all(p.key in flat for p in self._params)):
+            return
+        self._start_chain(trial_id, flat)
+
     def _reject(self, trial_id: str) -> None:
+        self._given_trials.discard(trial_id)
         chain_id = self._trial_chain.pop(trial_id, None)
         if chain_id is not None:  # a chain point broke a forbidden clause: shrink and retry
             self._chains[chain_id].cancel(trial_id)
