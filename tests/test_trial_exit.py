@@ -118,6 +118,7 @@ def test_trials_stopped_by_tune_do_not_abort_their_workers(ray_session, storage)
         for i in range(100):
             tune.report({"loss": float(i)})
 
+    started = time.time()
     results = tune.Tuner(
         finish_before_exit(tensor_heavy_trainable),
         param_space={"x": tune.grid_search([0, 1, 2, 3])},
@@ -126,14 +127,16 @@ def test_trials_stopped_by_tune_do_not_abort_their_workers(ray_session, storage)
                                   name="exit", verbose=0)).fit()
     pids = {int(r.metrics["pid"]) for r in results}  # the four actors' worker processes
     assert len(pids) == 4
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and any(_running(pid) for pid in pids):
+        time.sleep(0.5)  # a worker aborts, if it does, as it exits
+    assert not any(_running(pid) for pid in pids), pids
+    # every worker log this test's run wrote to (found by time: a worker's log is not always
+    # named after the pid it reports, e.g. a worker Ray started before the run)
     logs = ray._private.worker._global_node.get_logs_dir_path()
-    deadline, files = time.monotonic() + 60, []
-    while time.monotonic() < deadline:  # a worker aborts, if it does, as it exits
-        files = [f for f in glob.glob(os.path.join(logs, "worker-*.err")) if _pid(f) in pids]
-        if len(files) == 4 and not any(_running(f) for f in files):
-            break
-        time.sleep(0.5)
-    assert len(files) == 4 and not any(_running(f) for f in files), (files, pids)
+    files = [f for f in glob.glob(os.path.join(logs, "worker-*.err"))
+             if os.path.getmtime(f) >= started - 1]
+    assert files, logs
     aborted = [f for f in files if "Fatal Python error" in _read(f) or "SIGABRT" in _read(f)]
     assert not aborted, _read(aborted[0])[-3000:]
 
@@ -143,16 +146,10 @@ def _read(path: str) -> str:
         return f.read()
 
 
-def _pid(err_file: str) -> int:
-    """The process id in a worker log's name, ``worker-<id>-<job>-<pid>.err``."""
-    return int(os.path.basename(err_file)[:-len(".err")].rsplit("-", 1)[1])
-
-
-def _running(err_file: str) -> bool:
-    """Whether the worker of ``worker-<id>-<job>-<pid>.err`` is still a live process."""
-    pid = _pid(err_file)
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` is still alive (a zombie has exited)."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
