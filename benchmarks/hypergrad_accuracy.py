@@ -82,16 +82,8 @@ def logreg_problem():
     def train(lam):
         return nn.functional.cross_entropy(model(xt), yt) + 0.5 * (lam * (model.weight ** 2).sum(0)).sum()
 
-    opt = torch.optim.LBFGS(model.parameters(), max_iter=500, tolerance_grad=1e-10,
-                            tolerance_change=1e-14, history_size=20, line_search_fn="strong_wolfe")
-
-    def closure():
-        opt.zero_grad()
-        loss = train(lam)
-        loss.backward()
-        return loss
-
-    opt.step(closure)
+    lbfgs(list(model.parameters()), lambda: train(lam), max_iter=500, tolerance_change=1e-14,
+          history_size=20)
     return model, train, lambda lam: nn.functional.cross_entropy(model(xv), yv), lam, True
 
 
@@ -142,6 +134,20 @@ def step_seconds(model, train, lam, repeats=20) -> float:
     return (time.perf_counter() - start) / repeats
 
 
+def lbfgs(weights, loss, *, max_iter: int, tolerance_change: float, history_size: int) -> None:
+    """Minimize ``loss()`` over ``weights`` with L-BFGS (strong Wolfe line search)."""
+    opt = torch.optim.LBFGS(weights, max_iter=max_iter, tolerance_grad=1e-10,
+                            tolerance_change=tolerance_change, history_size=history_size,
+                            line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        value = loss()
+        value.backward()
+        return value
+    opt.step(closure)
+
+
 def retrained_fd(model, train, val, lam, h=0.05) -> float:
     """d/ds L_val(w*(lam e^s)) at s = 0, w* retrained from the current weights by L-BFGS."""
     state = copy.deepcopy(model.state_dict())
@@ -150,16 +156,8 @@ def retrained_fd(model, train, val, lam, h=0.05) -> float:
     def at(scale: float) -> float:
         model.load_state_dict(state)
         shifted = lam * scale
-        opt = torch.optim.LBFGS(weights, max_iter=3000, tolerance_grad=1e-10,
-                                tolerance_change=1e-15, history_size=50,
-                                line_search_fn="strong_wolfe")
-
-        def closure():
-            opt.zero_grad()
-            loss = train(shifted)
-            loss.backward()
-            return loss
-        opt.step(closure)
+        lbfgs(weights, lambda: train(shifted), max_iter=3000, tolerance_change=1e-15,
+              history_size=50)
         with torch.no_grad():
             return float(val(shifted))
 

@@ -811,15 +811,15 @@ def test_log_records_reach_the_stderr_of_now_not_the_one_ray_was_imported_with(c
 
     import ray  # noqa: F401  (its import installs the handler)
 
-    from autometa.launch import cli
+    from autometa.launch import console
 
     ray_logger = logging.getLogger("ray")
     handlers = [h for h in ray_logger.handlers if type(h).__name__ == "PlainRayHandler"]
-    assert handlers, "Ray no longer installs its PlainRayHandler: revisit cli._log_to_stderr"
+    assert handlers, "Ray no longer installs its PlainRayHandler: revisit console.log_to_stderr"
     closed = io.StringIO()
     closed.close()
     handlers[0].stream = closed  # what an embedding program's replaced stderr leaves behind
-    cli._log_to_stderr()
+    console.log_to_stderr()
     logging.getLogger("ray.tune.tune").warning("a warning after stderr was replaced")
     assert "a warning after stderr was replaced" in capsys.readouterr().err
 
@@ -830,7 +830,7 @@ def test_warnings_print_as_one_line_and_third_party_ones_only_at_verbosity_2(cap
     import numpy as np
 
     from autometa.hypergrad import UnconvergedWarning
-    from autometa.launch.cli import warnings_as_log_lines
+    from autometa.launch.console import warnings_as_log_lines
 
     def warn_both():
         with warnings.catch_warnings():

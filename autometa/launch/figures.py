@@ -64,6 +64,12 @@ def log_axis(values: Any, declared: bool = False) -> bool:
     return declared or max(finite) / min(finite) > 10
 
 
+def as_cell(value: Any) -> Any:
+    """A config value as one cell of a plot or table: a list or mapping (a value of a choice)
+    as its text, anything else as it is."""
+    return repr(value) if isinstance(value, (list, dict, tuple)) else value
+
+
 def ended(diverged: bool, early: bool) -> str:
     """How a trial ended, for the plots."""
     return DIVERGED if diverged else EARLY if early else FINISHED
@@ -113,7 +119,7 @@ def against_parameter(name: str, column: list[Any], values: list[float], endings
                       declared_log: bool = False) -> Figure | None:
     """The metric against one parameter (None when it took a single value). A list or
     mapping (a value of a choice) is drawn as its text, on a categorical axis."""
-    cells = [repr(v) if isinstance(v, (list, dict, tuple)) else v for v in column]
+    cells = [as_cell(v) for v in column]
     if len({str(c) for c in cells}) <= 1:
         return None
     fig = Figure(f"metric_vs_{name.replace('/', '.')}", f"{metric} against {name}", name,

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from autometa.launch.figures import as_cell
 from autometa.trial.keys import finite_number
 
 MIN_TRIALS = 8
@@ -51,7 +52,7 @@ def encode(column: list[Any]) -> np.ndarray | None:
     """A parameter's values as numbers for the forest: finite numbers as they are, anything
     else (a choice's labels, lists) as the index of its text among the sorted texts; None
     when it took a single value."""
-    texts = [repr(v) if isinstance(v, (list, dict, tuple)) else v for v in column]
+    texts = [as_cell(v) for v in column]
     if len({str(t) for t in texts}) <= 1:
         return None
     if all(finite_number(t) is not None for t in texts):

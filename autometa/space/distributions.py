@@ -44,7 +44,7 @@ def _q(spec: dict, at: tuple, required: bool, bounds: dict | None) -> float | No
                 raise SpaceError(f"{bound} / q ({bounds[bound]} / {q}) is beyond 2**53 steps, "
                                  "where a float no longer holds every multiple of q exactly",
                                  key_path=at + (bound,))
-            if abs(k - round(k)) > 1e-9 * max(1.0, abs(k)):
+            if not on_grid(bounds[bound], q):
                 raise SpaceError(f"{bound} ({bounds[bound]}) must be a multiple of q ({q}) so that "
                                  "every target rounds the same way", key_path=at + (bound,))
     if bounds and bounds.get("low") is not None and bounds.get("high") is not None \
@@ -53,6 +53,13 @@ def _q(spec: dict, at: tuple, required: bool, bounds: dict | None) -> float | No
                          f"{bounds['high']}]: only one value could be drawn (make it a "
                          "constant, or a smaller q)", key_path=at + ("q",))
     return q
+
+
+def on_grid(value: float, q: float) -> bool:
+    """Whether ``value`` is a multiple of ``q`` (to 1e-9 of the step count): a quantized
+    bound must be one, so that every library rounds the same way."""
+    k = value / q
+    return abs(k - round(k)) <= 1e-9 * max(1.0, abs(k))
 
 
 def _uniform_like(log: bool, quantized: bool):

@@ -18,6 +18,7 @@ import math
 import warnings
 from typing import Any
 
+from autometa.space.distributions import on_grid
 from autometa.space.errors import SpaceError, SpaceWarning
 
 _SIMPLE = {"uniform": "uniform", "loguniform": "loguniform"}
@@ -104,11 +105,8 @@ def _multiples(low: float, high: float, q: float, at: tuple) -> dict[str, float]
     """``low`` and ``high`` moved inward to multiples of ``q`` (warned when they move)."""
     if q <= 0:
         raise SpaceError(f"q must be positive, got {q!r}", key_path=at + ("_value",))
-    k_low, k_high = low / q, high / q
-    inner_low = low if abs(k_low - round(k_low)) <= 1e-9 * max(1.0, abs(k_low)) \
-        else math.ceil(k_low) * q
-    inner_high = high if abs(k_high - round(k_high)) <= 1e-9 * max(1.0, abs(k_high)) \
-        else math.floor(k_high) * q
+    inner_low = low if on_grid(low, q) else math.ceil(low / q) * q
+    inner_high = high if on_grid(high, q) else math.floor(high / q) * q
     if inner_low > inner_high:
         raise SpaceError(f"no multiple of q={q} lies in [{low}, {high}]",
                          key_path=at + ("_value",))
