@@ -7,7 +7,6 @@ names imports nothing heavy; the attribute is imported on first use.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable
 from typing import Any
 
 
@@ -21,10 +20,3 @@ def lookup(table: dict[str, str], kind: str, name: str) -> Any:
         raise ValueError(f"unknown {kind} {name!r}; expected one of {sorted(table)}")
     module, attr = table[name].split(":")
     return getattr(importlib.import_module(module), attr)
-
-
-def check_options(kind: str, name: str, options: Iterable[str], allowed: list[str]) -> None:
-    """Raise ``ValueError`` naming the first option of ``options`` not in ``allowed``."""
-    for key in options:
-        if key not in allowed:
-            raise ValueError(f"unknown option {key!r} for {kind} {name!r}; accepted: {allowed}")

@@ -465,18 +465,25 @@ def test_searcher_options_the_constructor_refuses_are_clear_before_the_search(tm
     bad.write_text("experiment: {searcher: {name: hypergradient, probes: 0}}\n"
                    "parameters:\n  x: {type: uniform, low: 0, high: 1, differentiable: true}\n")
     assert main(["validate", str(bad)]) == 2
-    assert "experiment.searcher: hypergradient: probes must be an integer >= 1" in \
+    assert "experiment.searcher.probes: hypergradient: probes must be an integer >= 1" in \
         capsys.readouterr().err
 
 
 @pytest.mark.parametrize("option, says", [
-    ("scheduler: {name: asha, grace_period: -1}", "experiment.scheduler: asha: grace_period"),
-    ("scheduler: {name: asha, reduction_factor: 1}", "experiment.scheduler: asha: Reduction"),
+    ("scheduler: {name: asha, grace_period: -1}",
+     "experiment.scheduler.grace_period: asha: grace_period must be a number > 0, got -1"),
+    ("scheduler: {name: asha, reduction_factor: 1}",
+     "experiment.scheduler.reduction_factor: asha: reduction_factor must be a number > 1"),
+    ("scheduler: {name: asha, max_t: 4, grace_period: 5}",
+     "experiment.scheduler.grace_period: asha: grace_period (5) must be <= max_t (4)"),
+    ("scheduler: {name: asha, grace_period: two}", "grace_period must be a number > 0, got 'two'"),
     ("searcher: {name: tpe, n_initial_points: many}", "n_initial_points must be an integer"),
     ("seed: 99999999999", "experiment.seed: seed must be an integer in [0, 2**32 - 1]"),
     ("searcher: {name: hypergradient, chains: 0}", "chains must be an integer >= 1"),
     ("searcher: {name: hypergradient, radius: -1}", "radius must be a number > 0"),
-    ("searcher: {name: race, alpha: 2}", "alpha must be in (0, 1)"),
+    ("searcher: {name: race, alpha: 2}", "alpha must be a number in (0, 1)"),
+    ("searcher: {name: race, min_instances: 6, max_instances: 5}",
+     "max_instances (5) must be >= min_instances (6)"),
 ])
 def test_option_values_ray_would_assert_on_are_file_errors(tmp_path, capsys, option, says):
     bad = tmp_path / "bad.yaml"

@@ -78,8 +78,8 @@ def _cases():
     for path in paths:
         name = ".".join(map(str, path))
         # a mutated parameter or forbidden clause is checked without the experiment section
-        # (which makes validate build the searcher and scheduler: ten times the time); the
-        # searchers meet every mutated space in the test below
+        # (the trainable and options stay the base file's); the searchers meet every mutated
+        # space in the test below
         base = BASE if path[0] == "experiment" else {
             k: v for k, v in BASE.items() if k != "experiment"}
         for i, bad in enumerate(BAD_VALUES):
@@ -146,11 +146,11 @@ def folder(tmp_path_factory):
     return tmp_path_factory.mktemp("fuzz")
 
 
-@pytest.mark.parametrize("index", range(len(CASES)), ids=[c[0] for c in CASES])
-def test_a_mutated_file_validates_or_is_refused_cleanly(index, folder, capsys):
-    name, doc = CASES[index]
+def _write(index, folder):
+    """Case ``index``'s file, in its own folder (results would go below it)."""
+    name, doc = copy.deepcopy(CASES[index])
     tmp_path = folder / f"case{index}"
-    tmp_path.mkdir()
+    tmp_path.mkdir(exist_ok=True)
     if isinstance(doc.get("experiment"), dict) and isinstance(
             doc["experiment"].get("storage_path"), str):
         doc["experiment"]["storage_path"] = str(tmp_path / doc["experiment"]["storage_path"])
@@ -160,7 +160,34 @@ def test_a_mutated_file_validates_or_is_refused_cleanly(index, folder, capsys):
     except (ValueError, OverflowError):  # a value YAML cannot write: try JSON's spelling
         path = tmp_path / "space.json"
         path.write_text(json.dumps(doc, allow_nan=True))
-    _check(path, capsys)
+    return path
+
+
+@pytest.mark.parametrize("index", range(len(CASES)), ids=[c[0] for c in CASES])
+def test_a_mutated_file_validates_or_is_refused_cleanly(index, folder, capsys):
+    _check(_write(index, folder), capsys)
+
+
+def test_what_validate_accepts_the_run_builds(folder, capsys):
+    """``validate`` checks options against the declarations alone (no Ray); ``run`` also
+    builds the searcher and Ray's scheduler before Ray starts. Every mutated experiment
+    section that validate accepts must build, and come out the same."""
+    from autometa.launch.plan import plan_experiment
+    from autometa.space import load_space
+
+    accepted = 0
+    for index, (name, _) in enumerate(CASES):
+        if not name.startswith("experiment"):
+            continue
+        path = _write(index, folder)
+        if _check(path, capsys) != 0:
+            continue
+        accepted += 1
+        space = load_space(str(path))
+        light = plan_experiment(space, need_trainable=False, build=False)
+        built = plan_experiment(space, need_trainable=False, build=True)  # SpaceError: a miss
+        assert light == built, name
+    assert accepted >= 30, accepted
 
 
 @pytest.mark.parametrize("name", sorted(HOSTILE))

@@ -6,13 +6,8 @@ import functools
 
 import pytest
 
-from autometa.schedulers import (
-    POPULATION_SCHEDULERS,
-    REQUIRED_SEARCHER,
-    SCHEDULERS,
-    make_scheduler,
-    scheduler_options,
-)
+from autometa.schedulers import SCHEDULERS, make_scheduler, scheduler_options, scheduler_spec
+from autometa.searchers import searcher_name
 from autometa.testing import schedulers as suite
 from autometa.testing.spaces import nan_space
 
@@ -21,7 +16,7 @@ def factory(name: str):
     options = {"max_t": 3} if "max_t" in scheduler_options(name) else {}
     if name == "median":
         options = {"grace_period": 1, "min_samples_required": 2}
-    if name in POPULATION_SCHEDULERS:
+    if scheduler_spec(name).population:
         options = {"space": nan_space(), "perturbation_interval": 1}
     return functools.partial(make_scheduler, name, **options)
 
@@ -34,7 +29,9 @@ def test_scheduler_conformance(name, check):
 
 @pytest.mark.parametrize("name", sorted(SCHEDULERS))
 def test_scheduler_in_real_tune(name, ray_session, storage):
-    searcher = None if name in POPULATION_SCHEDULERS else REQUIRED_SEARCHER.get(name, "random")
+    spec = scheduler_spec(name)
+    searcher = (None if spec.population
+                else searcher_name(spec.only_with) if spec.only_with else "random")
     suite.check_in_tune(factory(name), searcher, storage=storage)
 
 

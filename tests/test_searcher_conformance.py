@@ -7,8 +7,8 @@ import functools
 import numpy as np
 import pytest
 
-from autometa.schedulers import REQUIRED_SEARCHER, make_scheduler
-from autometa.searchers import SEARCHERS, make_searcher
+from autometa.schedulers import make_scheduler, scheduler_for
+from autometa.searchers import SEARCHERS, make_searcher, searcher_spec
 from autometa.testing import searchers as suite
 
 OPTIONS = {"grid": {"repeats": 50}, "tpe": {"n_initial_points": 3},
@@ -29,8 +29,8 @@ def test_searcher_conformance(name, check):
 
 @pytest.mark.parametrize("name", sorted(SEARCHERS))
 def test_searcher_in_real_tune(name, ray_session, storage):
-    required = {v: k for k, v in REQUIRED_SEARCHER.items()}
-    scheduler = make_scheduler(required[name], max_t=3) if name in required else None
+    spec = searcher_spec(name)
+    scheduler = make_scheduler(scheduler_for(spec), max_t=3) if spec.needs_budgets else None
     results = suite.check_in_tune(factory(name), scheduler=scheduler, storage=storage)
     assert any(r.metrics.get("loss") == r.metrics.get("loss") for r in results)  # some finite
 

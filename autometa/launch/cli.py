@@ -193,7 +193,7 @@ def _validate(args: argparse.Namespace) -> int:
     for file in args.files:
         space = load_space(file)
         if space.experiment is not None:
-            plan_experiment(space, need_trainable=False)
+            plan_experiment(space, need_trainable=False, build=False)  # no Ray
         n = len(space.searchable())
         print(f"{file}: ok ({n} searchable parameter{'s' if n != 1 else ''}, "
               f"{len(space.forbidden)} forbidden clause{'s' if len(space.forbidden) != 1 else ''})")

@@ -30,14 +30,19 @@ class Overrides:
 
 
 def plan_experiment(space: Space, overrides: Overrides | None = None,
-                    need_trainable: bool = True) -> Experiment:
+                    need_trainable: bool = True, build: bool = True) -> Experiment:
     """The experiment to run, with overrides applied and every name checked.
+
+    Every option is checked against its searcher's and scheduler's declaration
+    (:mod:`autometa.options`), which imports no Ray. With ``build`` the searcher and scheduler
+    are then built once too, as the run will build them (this imports Ray; ``autometa
+    validate`` does not, and the fuzz suite checks that both come to the same verdict).
 
     Raises:
         SpaceError: naming the file, key path and line of what is wrong.
     """
-    from autometa.schedulers import POPULATION_SCHEDULERS, REQUIRED_SEARCHER, SCHEDULERS, scheduler_options
-    from autometa.searchers import SEARCHERS, searcher_options
+    from autometa.schedulers import SCHEDULERS, scheduler_for, scheduler_spec
+    from autometa.searchers import SEARCHERS, searcher_name, searcher_spec
 
     exp = copy.deepcopy(space.experiment) if space.experiment is not None else Experiment()
     o = overrides or Overrides()
@@ -54,50 +59,62 @@ def plan_experiment(space: Space, overrides: Overrides | None = None,
             exp.resources_per_trial = check_resources(o.resources, ("--resources",))
         except SpaceError as err:
             raise ValueError(str(err)) from None
-    if exp.scheduler is None:
-        exp.scheduler = Component("bohb" if exp.searcher.name == "bohb" else "fifo")
-
     where = ("experiment",)
     if exp.searcher.name not in SEARCHERS:
         problem = f"unknown searcher {exp.searcher.name!r}; expected one of {sorted(SEARCHERS)}"
         if o.searcher:  # the command line's, not the file's
             raise ValueError(f"--searcher: {problem}")
         raise space.error(problem, *where, "searcher")
-    _check_options(space, exp.searcher, searcher_options(exp.searcher.name), "searcher")
+    searcher = searcher_spec(exp.searcher.name)
+    searcher_values = _check_options(space, exp.searcher, searcher, "searcher")
+    found = searcher.against_space(searcher_values, space)
+    if found:
+        raise space.error(f"{exp.searcher.name}: {found[1]}", *where, "searcher",
+                          *([found[0]] if found[0] in exp.searcher.options else []))
+    if exp.scheduler is None:
+        exp.scheduler = Component(scheduler_for(searcher))
     if exp.scheduler.name not in SCHEDULERS:
         problem = (f"unknown scheduler {exp.scheduler.name!r}; expected one of "
                    f"{sorted(SCHEDULERS)}")
         if o.scheduler:
             raise ValueError(f"--scheduler: {problem}")
         raise space.error(problem, *where, "scheduler")
-    _check_options(space, exp.scheduler, scheduler_options(exp.scheduler.name), "scheduler")
-    required = REQUIRED_SEARCHER.get(exp.scheduler.name)
-    if required and exp.searcher.name != required:
+    scheduler = scheduler_spec(exp.scheduler.name)
+    scheduler_values = _check_options(space, exp.scheduler, scheduler, "scheduler",
+                                      scheduler_defaults(exp),
+                                      {"max_t": ("stop", "training_iteration")})
+    # the searcher whose model the scheduler's budgets are for: itself, or its base
+    modelled = searcher
+    if "base" in searcher_values and searcher_values["base"] in SEARCHERS:
+        modelled = searcher_spec(searcher_values["base"])
+    if scheduler.only_with is not None and modelled is not scheduler.only_with:
+        required = searcher_name(scheduler.only_with)
         raise space.error(f"the {exp.scheduler.name} scheduler works only with the {required} "
-                          f"searcher, not {exp.searcher.name!r}", *where, "scheduler")
-    if exp.scheduler.name in POPULATION_SCHEDULERS:
-        if exp.searcher.name != "random":
+                          f"searcher (or a searcher with base: {required}), not "
+                          f"{exp.searcher.name!r}", *where, "scheduler")
+    if modelled.needs_budgets and scheduler.only_with is not modelled:
+        needed = scheduler_for(modelled)
+        who = (f"the {exp.searcher.name} searcher" if modelled is searcher else
+               f"the {exp.searcher.name} searcher with base: {searcher_name(modelled)}")
+        raise space.error(f"{who} needs the {needed} scheduler "
+                          f"({scheduler_spec(needed).class_name()}), which gives its model the "
+                          "budgets it is built on", *where, "scheduler")
+    if scheduler.population:
+        if not searcher.draws_at_random:
+            plain = next(n for n in SEARCHERS if searcher_spec(n).draws_at_random)
             raise space.error(f"the {exp.scheduler.name} scheduler changes configs itself and takes "
-                              "no searcher: use searcher: random (the initial population is drawn "
-                              "at random)", *where, "searcher")
+                              f"no searcher: use searcher: {plain} (the initial population is "
+                              "drawn at random)", *where, "searcher")
         if space.forbidden:
             raise space.error(f"the {exp.scheduler.name} scheduler cannot enforce forbidden "
                               "combinations (its population is drawn by Tune)", "forbidden")
-    if exp.searcher.name in ("race", "irace"):
-        key = exp.searcher.options.get("instance_key", "instance")
+    if searcher.is_race:
+        key = searcher_values["instance_key"]
         if key in {p.key for p in space.searchable()}:
             raise space.error(f"the instance key {key!r} is a searchable parameter; the race sets "
                               "it per trial (make it a constant or leave it out)", "parameters",
                               key)
-    if (exp.searcher.name == "hypergradient" and exp.searcher.options.get("base") == "bohb"
-            and exp.scheduler.name != "bohb"):
-        raise space.error("the hypergradient searcher with base: bohb needs the bohb scheduler "
-                          "(its base model learns from HyperBandForBOHB's budgets)", *where,
-                          "scheduler")
-    if exp.searcher.name == "bohb" and exp.scheduler.name != "bohb":
-        raise space.error("the bohb searcher needs the bohb scheduler (HyperBandForBOHB), which "
-                          "gives it the budgets its model is built on", *where, "scheduler")
-    if exp.searcher.name == "bohb":
+    if searcher.needs_budgets:
         try:
             from autometa.convert.configspace import to_configspace
 
@@ -124,29 +141,24 @@ def plan_experiment(space: Space, overrides: Overrides | None = None,
             except ValueError as err:
                 raise space.error(str(err), *where, "trainable") from None
     _check_location(space, exp)
-    _check_searcher(space, exp)
-    if exp.scheduler.name in SYNCHRONOUS_HYPERBAND:
-        _fill_brackets(space, exp)
-    _check_scheduler(space, exp)
+    _check_points(space, exp)
+    if scheduler.synchronous_hyperband:
+        _fill_brackets(space, exp, scheduler_values)
+    if build:
+        _check_searcher(space, exp)
+        _check_scheduler(space, exp)
     if not exp.name:
         exp.name = "autometa"
     return exp
 
 
-SYNCHRONOUS_HYPERBAND = ("hyperband", "bohb")
+def _fill_brackets(space: Space, exp: Experiment, options: dict[str, Any]) -> None:
+    """Let one Hyperband band's trials be in flight at once (see ``schedulers.brackets``).
 
-
-def _fill_brackets(space: Space, exp: Experiment) -> None:
-    """Let one Hyperband band's trials be in flight at once (see ``schedulers.brackets``)."""
-    import inspect
-
-    from autometa.schedulers import scheduler_class
+    ``options``: the scheduler's, checked, with its defaults filled in."""
     from autometa.schedulers.brackets import hyperband_bracket_sizes
 
-    defaults = inspect.signature(scheduler_class(exp.scheduler.name).__init__).parameters
-    opts = scheduler_defaults(exp)
-    max_t = opts.get("max_t", defaults["max_t"].default)
-    eta = opts.get("reduction_factor", defaults["reduction_factor"].default)
+    max_t, eta = options["max_t"], options["reduction_factor"]
     try:
         sizes = hyperband_bracket_sizes(max_t, eta)
     except (TypeError, ValueError) as err:
@@ -166,28 +178,29 @@ def _fill_brackets(space: Space, exp: Experiment) -> None:
 
 
 def _check_searcher(space: Space, exp: Experiment) -> None:
-    """Build the searcher once (its constructor checks its options) and check its
-    ``points_to_evaluate`` against the space, so that neither fails after Ray started."""
-    import numpy as np
-
+    """Build the searcher once, as the run will (it imports Ray)."""
     from autometa.searchers import make_searcher
 
-    where = ("experiment", "searcher")
     try:
-        searcher = make_searcher(exp.searcher.name, space, metric=exp.metric or "metric",
-                                 mode=exp.mode or "min", seed=exp.seed, **exp.searcher.options)
+        make_searcher(exp.searcher.name, space, metric=exp.metric or "metric",
+                      mode=exp.mode or "min", seed=exp.seed, **exp.searcher.options)
     except (TypeError, ValueError) as err:
         if str(err).startswith("seed "):
             raise space.error(str(err), "experiment", "seed") from None
-        raise space.error(f"{exp.searcher.name}: {err}", *where) from None
-    points = exp.searcher.options.get("points_to_evaluate") or []
+        raise space.error(f"{exp.searcher.name}: {err}", "experiment", "searcher") from None
+
+
+def _check_points(space: Space, exp: Experiment) -> None:
+    """Each of ``points_to_evaluate`` against the space (as the searcher will check it)."""
+    import numpy as np
+
     rng = np.random.default_rng(0)
-    for i, point in enumerate(points):
+    for i, point in enumerate(exp.searcher.options.get("points_to_evaluate") or []):
         try:
-            searcher.checked_point(point, f"points_to_evaluate[{i}]", rng)
+            space.checked_point(point, f"points_to_evaluate[{i}]", rng)
         except ValueError as err:
-            raise space.error(str(err).split(": ", 1)[1], *where, "points_to_evaluate",
-                              i) from None
+            raise space.error(str(err).split(": ", 1)[1], "experiment", "searcher",
+                              "points_to_evaluate", i) from None
 
 
 def _check_location(space: Space, exp: Experiment) -> None:
@@ -217,21 +230,33 @@ def _check_scheduler(space: Space, exp: Experiment) -> None:
                           f"{exp.scheduler.options}", "experiment", "scheduler") from None
 
 
-def _check_options(space: Space, comp: Component, allowed: list[str], kind: str) -> None:
-    from autometa.registry import check_options
+def _check_options(space: Space, comp: Component, spec: Any, kind: str,
+                   options: dict[str, Any] | None = None,
+                   implied: dict[str, tuple] | None = None) -> dict[str, Any]:
+    """``options`` (default: the component's own) checked against ``spec``, a declaration
+    (:mod:`autometa.options`); the values with the defaults filled in. ``implied``: where in
+    the experiment section an option not in the component comes from."""
+    from autometa.options import OptionError
 
     try:
-        check_options(kind, comp.name, comp.options, allowed)
-    except ValueError as err:
-        bad = next(k for k in comp.options if k not in allowed)
-        raise space.error(str(err), "experiment", kind, bad) from None
+        return spec.check(comp.options if options is None else options,
+                          f"{kind} {comp.name!r}")
+    except OptionError as err:
+        at: tuple = (kind, err.key) if err.key in comp.options else (kind,)
+        if err.key in (implied or {}) and err.key not in comp.options:
+            at = implied[err.key]  # e.g. max_t, from stop: {training_iteration: N}
+        raise space.error(f"{comp.name}: {err}", "experiment", *at) from None
 
 
 def scheduler_defaults(exp: Experiment) -> dict[str, Any]:
-    """Options a scheduler gets from the rest of the experiment (``max_t`` from ``stop``)."""
-    opts = dict(exp.scheduler.options)
+    """Options a scheduler gets: the file's, autometa's defaults for it and what the rest of
+    the experiment implies (``max_t`` from ``stop``)."""
+    from autometa.schedulers import scheduler_spec
+
+    spec = scheduler_spec(exp.scheduler.name)
+    opts = {**spec.run_defaults, **exp.scheduler.options}
     limit = exp.stop.get("training_iteration")
-    if exp.scheduler.name in ("asha", "hyperband", "bohb") and "max_t" not in opts and limit:
+    if spec.max_t_from_stop and "max_t" not in opts and limit:
         opts["max_t"] = int(limit)
     return opts
 

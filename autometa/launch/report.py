@@ -101,9 +101,9 @@ def print_report(results: object, path: str, exp: Experiment, planned: int | Non
 
 def outcome_of(summary: ExperimentSummary, exp: Experiment, planned: int | None) -> Outcome:
     from autometa.launch.outcome import count_outcome
-    from autometa.schedulers import scheduler_class
+    from autometa.schedulers import scheduler_spec
 
-    pausing = getattr(scheduler_class(exp.scheduler.name), "stops_by_pausing", False)
+    pausing = scheduler_spec(exp.scheduler.name).stops_by_pausing
     table = summary.table
     statuses = ["TERMINATED" if pausing and s == "PAUSED" else s for s in table["status"]]
     done = table["status"].isin(["TERMINATED", "PAUSED"] if pausing else ["TERMINATED"])
@@ -127,8 +127,11 @@ def error_lines(errors: dict[str, list[str]], most: int = 5) -> str:
 def race_line(summary: ExperimentSummary) -> str:
     """How many candidates survived (irace: its last race) and why the race ended."""
     survived = int(summary.candidates["survivor"].sum())
-    which, what = ((" irace's last race", "irace") if summary.searcher == "irace"
-                   else ("", "the race"))
+    from autometa.searchers import SEARCHERS, searcher_spec
+
+    one_race = summary.searcher not in SEARCHERS or searcher_spec(summary.searcher).replays_race
+    which, what = (("", "the race") if one_race
+                   else (f" {summary.searcher}'s last race", summary.searcher))
     return (f"{survived} of {len(summary.candidates)} candidates survived{which}; {what} "
             f"ended because {summary.race_end or 'it was stopped before its end'}")
 

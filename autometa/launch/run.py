@@ -103,16 +103,17 @@ def build_tuner(space: Space, exp: Experiment, *, experiment_dir: str | None = N
 
     ``callbacks`` (Tune ``Callback`` objects) run besides autometa's own.
     """
-    from autometa.schedulers import POPULATION_SCHEDULERS, make_scheduler
+    from autometa.schedulers import make_scheduler, scheduler_spec
     from autometa.schedulers.persist import state_callbacks
     from autometa.searchers import make_searcher
 
+    population = scheduler_spec(exp.scheduler.name).population
     trainable = _trainable(exp, space)
     options, num_samples = _searcher_setup(exp)
     scheduler = make_scheduler(exp.scheduler.name, space=space, seed=exp.seed,
                                **scheduler_defaults(exp))
     param_space, search_alg, max_concurrent = {}, None, None
-    if exp.scheduler.name in POPULATION_SCHEDULERS:  # Tune draws the population itself
+    if population:  # Tune draws the population itself
         from autometa.convert.tune import to_tune
 
         param_space, max_concurrent = to_tune(space), _max_concurrent(exp)
@@ -125,7 +126,7 @@ def build_tuner(space: Space, exp: Experiment, *, experiment_dir: str | None = N
     # trial keeps saving: deleting old checkpoints would break the copy, so keep them all.
     # Otherwise the durable-state callback deletes them, once the saved state no longer needs
     # them (Tune's num_to_keep deletes them before: a killed driver's trials fail on resume).
-    keep = None if exp.scheduler.name in POPULATION_SCHEDULERS else 2
+    keep = None if population else 2
     durable = DurableStateCallback(keep=keep)
     return tune.Tuner(
         trainable,
@@ -147,24 +148,24 @@ def build_tuner(space: Space, exp: Experiment, *, experiment_dir: str | None = N
 
 def _searcher_setup(exp: Experiment) -> tuple[dict[str, Any], int]:
     """The searcher's options and Tune's ``num_samples`` for ``exp``."""
+    from autometa.searchers import searcher_spec
+
     num_samples = exp.num_samples
     options = dict(exp.searcher.options)
-    if exp.searcher.name == "grid":
-        options.setdefault("repeats", num_samples)
-        num_samples = -1  # the grid searcher says when it is finished
-    if exp.searcher.name in ("race", "irace"):
-        options.setdefault("budget", num_samples)
-        num_samples = -1  # the race says when it is finished
+    takes = searcher_spec(exp.searcher.name).num_samples_option
+    if takes:  # e.g. the grid's repeats, a race's budget
+        options.setdefault(takes, num_samples)
+        num_samples = -1  # the searcher says when it is finished
     return options, num_samples
 
 
 def planned_trials(space: Space, exp: Experiment) -> int | None:
     """How many trials a complete run of ``exp`` finishes (None: the searcher decides as it
     goes, as a race does); no Ray needed."""
-    from autometa.schedulers import POPULATION_SCHEDULERS
+    from autometa.schedulers import scheduler_spec
     from autometa.searchers import make_searcher
 
-    if exp.scheduler.name in POPULATION_SCHEDULERS:
+    if scheduler_spec(exp.scheduler.name).population:
         return exp.num_samples
     options, num_samples = _searcher_setup(exp)
     searcher = make_searcher(exp.searcher.name, space, metric=exp.metric, mode=exp.mode,

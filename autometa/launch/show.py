@@ -184,16 +184,18 @@ def summarize(path: str, metric: str | None = None, mode: str | None = None,
     best_id = table.iloc[0]["trial_id"]
     best_config = next(t.config for t in analysis.trials if t.trial_id == best_id)
     candidates, race_end, race_values, chains = None, None, None, None
-    name = searcher.get("name") if isinstance(searcher, dict) else searcher
-    if name == "hypergradient":
-        from autometa.searchers.hypergradient import HypergradientSearcher
+    from autometa.searchers import SEARCHERS, searcher_spec
+    from autometa.searchers.specs import SearcherSpec
 
-        saved_searcher = HypergradientSearcher.saved_in(path)
+    name = searcher.get("name") if isinstance(searcher, dict) else searcher
+    spec = searcher_spec(name) if name in SEARCHERS else SearcherSpec
+    if spec.keeps_chains:
+        saved_searcher = spec.load().saved_in(path)
         chains = saved_searcher.chain_trials() if saved_searcher is not None else None
-    if name in ("race", "irace"):
+    if spec.is_race:
         key = (searcher.get("instance_key") if isinstance(searcher, dict) else None) or "instance"
         candidates = race_candidates(table, metric, mode, key)
-        if name == "race":  # one F-race: replayed, it says who survived and why it ended
+        if spec.replays_race:  # one F-race: replayed, it says who survived and why it ended
             budget = {"budget": options.get("budget", saved.get("num_samples"))}  # (as run)
             candidates, race_end, race_values = replay_outcome(
                 table, candidates, metric, mode, key, {**options, **budget})

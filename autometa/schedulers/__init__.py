@@ -22,38 +22,32 @@ hypergradient_pbt ``HypergradientPBT``     as ``pbt``; trials that report
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
-from autometa.registry import check_options, lookup
+from autometa.registry import lookup
+from autometa.schedulers.specs import SchedulerSpec
+from autometa.searchers.specs import SearcherSpec
 
 SCHEDULERS: dict[str, str] = {
-    "fifo": "ray.tune.schedulers:FIFOScheduler",
-    "asha": "autometa.schedulers.resumable:ResumableASHAScheduler",
-    "hyperband": "autometa.schedulers.resumable:ResumableHyperBandScheduler",
-    "bohb": "autometa.schedulers.resumable:ResumableHyperBandForBOHB",
-    "median": "autometa.schedulers.resumable:ResumableMedianStoppingRule",
-    "pbt": "autometa.schedulers.population:SpacePBT",
-    "hypergradient_pbt": "autometa.schedulers.population:HypergradientPBT",
+    "fifo": "autometa.schedulers.specs:FIFOSpec",
+    "asha": "autometa.schedulers.specs:ASHASpec",
+    "hyperband": "autometa.schedulers.specs:HyperbandSpec",
+    "bohb": "autometa.schedulers.specs:BOHBSchedulerSpec",
+    "median": "autometa.schedulers.specs:MedianSpec",
+    "pbt": "autometa.schedulers.specs:PBTSpec",
+    "hypergradient_pbt": "autometa.schedulers.specs:HypergradientPBTSpec",
 }
-"""Registered scheduler names and the classes behind them."""
+"""Registered scheduler names and their declarations (:mod:`autometa.schedulers.specs`: the
+options and capabilities of each, and the class that implements it)."""
 
-REQUIRED_SEARCHER = {"bohb": "bohb"}
-"""Schedulers that only work with one searcher (HyperBandForBOHB calls BOHB's pause hooks)."""
 
-POPULATION_SCHEDULERS = {"pbt", "hypergradient_pbt"}
-"""Schedulers that change trial configs themselves: Ray allows no ``Searcher`` with them, so the
-initial population is drawn by Tune's own variant generator from the Tune form of the space."""
+def scheduler_spec(name: str) -> type[SchedulerSpec]:
+    """The declaration registered as ``name`` (imports no Ray).
 
-_DEFAULTS: dict[str, dict[str, Any]] = {
-    "asha": {"time_attr": "training_iteration"},
-    "hyperband": {"time_attr": "training_iteration"},
-    "bohb": {"time_attr": "training_iteration"},
-    "median": {"time_attr": "training_iteration"},
-    "pbt": {"perturbation_interval": 2},
-    "hypergradient_pbt": {"perturbation_interval": 2},
-}
-_FROM_EXPERIMENT = ("space", "seed")  # given by the experiment, not options in the file
+    Raises:
+        ValueError: for an unknown name, listing the known ones.
+    """
+    return lookup(SCHEDULERS, "scheduler", name)
 
 
 def scheduler_class(name: str) -> type:
@@ -62,25 +56,21 @@ def scheduler_class(name: str) -> type:
     Raises:
         ValueError: for an unknown name, listing the known ones.
     """
-    return lookup(SCHEDULERS, "scheduler", name)
+    return scheduler_spec(name).load()
 
 
 def scheduler_options(name: str) -> list[str]:
-    """Option names the scheduler ``name`` accepts (``metric`` and ``mode`` come from Tune).
+    """Option names the scheduler ``name`` accepts (``metric`` and ``mode`` come from Tune)."""
+    return scheduler_spec(name).option_names()
 
-    A class that passes ``**kwargs`` on to its parent accepts the parent's options too.
-    """
-    names: list[str] = []
-    for klass in scheduler_class(name).__mro__:
-        if "__init__" not in vars(klass):
-            continue
-        params = inspect.signature(klass.__init__).parameters
-        names += [p for p in params if p not in ("self", "metric", "mode", *_FROM_EXPERIMENT)
-                  and p not in names and params[p].kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                                                            inspect.Parameter.KEYWORD_ONLY)]
-        if not any(v.kind is inspect.Parameter.VAR_KEYWORD for v in params.values()):
-            break
-    return names
+
+def scheduler_for(searcher: type[SearcherSpec]) -> str:
+    """The scheduler a searcher gets when the file names none: the one that works only with
+    it (bohb's), else the first registered (fifo)."""
+    for name in SCHEDULERS:
+        if scheduler_spec(name).only_with is searcher:
+            return name
+    return next(iter(SCHEDULERS))
 
 
 def make_scheduler(name: str, space: Any = None, seed: int | None = None, **options: Any) -> Any:
@@ -91,11 +81,12 @@ def make_scheduler(name: str, space: Any = None, seed: int | None = None, **opti
     Raises:
         ValueError: unknown name or option, or a missing space.
     """
-    cls = scheduler_class(name)
-    check_options("scheduler", name, options, scheduler_options(name))
-    params = inspect.signature(cls.__init__).parameters
-    given = {"space": space, "seed": seed}
-    extra = {k: v for k, v in given.items() if k in params and v is not None}
-    if "space" in params and space is None:
-        raise ValueError(f"scheduler {name!r} needs the search space (space=...)")
-    return cls(**{**_DEFAULTS.get(name, {}), **extra, **options})
+    spec = scheduler_spec(name)
+    options = {**spec.run_defaults, **options}
+    spec.check(options, f"scheduler {name!r}")
+    extra = {}
+    if spec.needs_space:
+        if space is None:
+            raise ValueError(f"scheduler {name!r} needs the search space (space=...)")
+        extra = {"space": space, **({"seed": seed} if seed is not None else {})}
+    return spec.load()(**extra, **options)

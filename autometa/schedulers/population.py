@@ -147,14 +147,15 @@ class SpacePBT(PopulationBasedTraining):
 
     def __init__(self, space: Space, hyperparam_mutations: dict | None = None,
                  seed: int | None = None, time_attr: str = "training_iteration",
-                 **kwargs: Any) -> None:
+                 custom_explore_fn: Any = None, **kwargs: Any) -> None:
         self.space = space
         self._rng = random.Random(seed)
         self._restored: dict[str, dict[str, Any]] = {}
         if hyperparam_mutations is None:
             hyperparam_mutations = space_mutations(space, self._mutate_differentiable)
         super().__init__(time_attr=time_attr, hyperparam_mutations=hyperparam_mutations,
-                         custom_explore_fn=None if hyperparam_mutations else _unchanged,
+                         custom_explore_fn=custom_explore_fn or (
+                             None if hyperparam_mutations else _unchanged),
                          **kwargs)
 
     def _get_new_config(self, trial: Any, trial_to_clone: Any) -> tuple[dict, dict]:

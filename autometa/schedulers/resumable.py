@@ -149,9 +149,6 @@ class _BracketsReconciled(ResumableMixin):
     live in it.
     """
 
-    stops_by_pausing = True
-    """A trial it paused at a milestone and never resumed (its bracket did not fill before the
-    search ended) stopped there: a run's summary counts it as finished."""
     _to_stop: set[Trial] = frozenset()  # type: ignore[assignment]
 
     def on_trial_error(self, tune_controller: Any, trial: Trial) -> None:

@@ -8,21 +8,31 @@ suite in :mod:`autometa.testing.searchers`.
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
-from autometa.registry import check_options, lookup
+from autometa.registry import lookup
+from autometa.searchers.specs import SearcherSpec
 
 SEARCHERS: dict[str, str] = {
-    "grid": "autometa.searchers.grid:GridSearcher",
-    "random": "autometa.searchers.random:RandomSearcher",
-    "tpe": "autometa.searchers.tpe:TPESearcher",
-    "bohb": "autometa.searchers.bohb:BOHBSearcher",
-    "hypergradient": "autometa.searchers.hypergradient:HypergradientSearcher",
-    "race": "autometa.searchers.racing:RacingSearcher",
-    "irace": "autometa.searchers.racing:IteratedRacingSearcher",
+    "grid": "autometa.searchers.specs:GridSpec",
+    "random": "autometa.searchers.specs:RandomSpec",
+    "tpe": "autometa.searchers.specs:TPESpec",
+    "bohb": "autometa.searchers.specs:BOHBSpec",
+    "hypergradient": "autometa.searchers.specs:HypergradientSpec",
+    "race": "autometa.searchers.specs:RaceSpec",
+    "irace": "autometa.searchers.specs:IteratedRaceSpec",
 }
-"""Registered searcher names and the classes behind them."""
+"""Registered searcher names and their declarations (:mod:`autometa.searchers.specs`: the
+options and capabilities of each, and the class that implements it)."""
+
+
+def searcher_spec(name: str) -> type[SearcherSpec]:
+    """The declaration registered as ``name`` (imports no Ray).
+
+    Raises:
+        ValueError: for an unknown name, listing the known ones.
+    """
+    return lookup(SEARCHERS, "searcher", name)
 
 
 def searcher_class(name: str) -> type:
@@ -31,23 +41,25 @@ def searcher_class(name: str) -> type:
     Raises:
         ValueError: for an unknown name, listing the known ones.
     """
-    return lookup(SEARCHERS, "searcher", name)
+    return searcher_spec(name).load()
 
 
 def searcher_options(name: str) -> list[str]:
     """Option names the searcher ``name`` accepts (besides space, metric, mode, seed)."""
-    cls = searcher_class(name)
-    names = []
-    for klass in cls.__mro__:
-        if "__init__" in vars(klass):
-            for pname, param in inspect.signature(klass.__init__).parameters.items():
-                if param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY) \
-                        and pname not in ("self", "space", "metric", "mode", "seed") \
-                        and pname not in names:
-                    names.append(pname)
-        if klass.__name__ == "SpaceSearcher":
-            break
-    return names
+    return searcher_spec(name).option_names()
+
+
+def base_searcher_names() -> list[str]:
+    """Searchers another one may compose (the hypergradient searcher's ``base``)."""
+    return [name for name in SEARCHERS if searcher_spec(name).can_be_base]
+
+
+def searcher_name(spec: type) -> str:
+    """The name a declaration is registered under."""
+    for name in SEARCHERS:
+        if searcher_spec(name) is spec:
+            return name
+    raise ValueError(f"{spec.__name__} is not registered")
 
 
 def make_searcher(name: str, space: Any = None, *, metric: str | None = None,
@@ -65,15 +77,14 @@ def make_searcher(name: str, space: Any = None, *, metric: str | None = None,
     Raises:
         ValueError: unknown name or option.
     """
-    cls = searcher_class(name)
-    check_options("searcher", name, options, searcher_options(name))
-    return cls(space, metric=metric, mode=mode, seed=seed, **options)
+    searcher_spec(name).check(options, f"searcher {name!r}")
+    return searcher_class(name)(space, metric=metric, mode=mode, seed=seed, **options)
 
 
 def __getattr__(name: str) -> Any:
     # every registered class is importable from here (HypergradientSearcher, ...), by the
     # registry line alone
-    for registered, path in SEARCHERS.items():
-        if path.rsplit(":", 1)[1] == name:
+    for registered in SEARCHERS:
+        if searcher_spec(registered).class_name() == name:
             return searcher_class(registered)
     raise AttributeError(f"module 'autometa.searchers' has no attribute {name!r}")

@@ -25,6 +25,7 @@ import numpy as np
 from ray import cloudpickle
 from ray.tune.search import Searcher
 
+from autometa.searchers.specs import SearcherSpec
 from autometa.space import ConstraintViolation, Space
 from autometa.trial.keys import finite_number, nonfinite_number
 
@@ -72,6 +73,9 @@ class SpaceSearcher(Searcher):
             set up: an unknown key or a value outside the space is a ``ValueError``.
     """
 
+    spec: type[SearcherSpec] = SearcherSpec
+    """The declaration of this class's options and capabilities (a registry line names it)."""
+
     models_results = False
     """Whether results and evaluated points change later suggestions (a model-based searcher)."""
 
@@ -84,13 +88,12 @@ class SpaceSearcher(Searcher):
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)
                                  or not 0 <= seed < 2**32):
             raise ValueError(f"seed must be an integer in [0, 2**32 - 1], got {seed!r}")
+        SearcherSpec.check({"max_resamples": max_resamples,
+                            "points_to_evaluate": points_to_evaluate})
         super().__init__(metric=metric, mode=mode)
         self.space = as_space(space)
         self.seed = seed
         self.max_resamples = max_resamples
-        if points_to_evaluate is not None and not isinstance(points_to_evaluate, (list, tuple)):
-            raise TypeError("points_to_evaluate must be a list of configs, got "
-                            f"{type(points_to_evaluate).__name__}")
         self.points_to_evaluate = [dict(p) for p in points_to_evaluate or []]
         self._to_evaluate: list[dict[str, Any]] = []   # checked, filled flat points still to run
         self._given: dict[str, dict[str, Any]] = {}  # trial id -> flat point it runs
@@ -171,31 +174,9 @@ class SpaceSearcher(Searcher):
 
     def checked_point(self, point: dict, where: str = "point",
                       rng: np.random.Generator | None = None) -> dict[str, Any]:
-        """Flat values of a user's config (nested, or flat with dotted keys), checked.
-
-        With ``rng``, parameters it leaves out are drawn; without, they must all be there.
-
-        Raises:
-            ValueError: an unknown key, a missing value or a value outside the space.
-        """
-        if not isinstance(point, dict):
-            raise ValueError(f"{where}: a config must be a dict, got {type(point).__name__}")
-        heads = {p.path[0] for p in self.space} | set(self.space.keys)
-        unknown = [k for k in point if k not in heads]
-        if unknown:
-            raise ValueError(f"{where}: unknown parameter(s) {unknown}; the space has "
-                             f"{self.space.keys}")
-        flat = self.space.flatten(point)
-        flat.update({k: v for k, v in point.items() if k in self.space and not isinstance(v, dict)})
-        if rng is not None:
-            flat = self.space.sample_flat(rng, fixed=flat)
-        try:
-            problems = self.space.problems(self.space.assemble(flat))
-        except ConstraintViolation as err:
-            problems = [str(err)]
-        if problems:
-            raise ValueError(f"{where}: {'; '.join(problems)}")
-        return self.space.flatten(self.space.assemble(flat))
+        """Flat values of a user's config, checked against the space
+        (:meth:`Space.checked_point <autometa.space.Space.checked_point>`)."""
+        return self.space.checked_point(point, where, rng)
 
     # -------------------------------------------------- composition contract
     def propose(self, trial_id: str) -> dict[str, Any] | str | None:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from autometa.searchers.base import SpaceSearcher
+from autometa.searchers.specs import BOHBSpec
 from autometa.space import Space
 
 
@@ -30,6 +31,8 @@ class BOHBSearcher(SpaceSearcher):
             (``min_points_in_model``, ``top_n_percent``, ``num_samples``, ...).
         **kwargs: See :class:`SpaceSearcher`.
     """
+
+    spec = BOHBSpec
 
     models_results = True
 

@@ -9,6 +9,7 @@ import numpy as np
 from ray.tune.search import Searcher
 
 from autometa.searchers.base import SpaceSearcher
+from autometa.searchers.specs import GridSpec
 from autometa.space import Space
 
 
@@ -25,32 +26,33 @@ class GridSearcher(SpaceSearcher):
         **kwargs: See :class:`SpaceSearcher`.
     """
 
+    spec = GridSpec
+
     def __init__(self, space: Space | None = None, metric: str | None = None,
                  mode: str | None = None, seed: int | None = None, repeats: int = 1,
                  **kwargs: Any) -> None:
         super().__init__(space, metric, mode, seed, **kwargs)
-        if not isinstance(repeats, int) or repeats < 1:
-            raise ValueError(f"repeats must be an integer >= 1, got {repeats!r}")
+        self.spec.check({"repeats": repeats})
         self.repeats = repeats
 
     def _setup(self) -> None:
         self._rng = np.random.default_rng(self.seed)
-        self._points = grid_points(self.space) * self.repeats
+        self._points = grid_points(self.space)  # each run ``repeats`` times, in turn
         self._next = 0
 
     @property
     def total(self) -> int:
         """Number of trials the grid yields (available after setup)."""
         self._ensure_ready()
-        return len(self._points)
+        return len(self._points) * self.repeats
 
     def planned_trials(self, num_samples: int) -> int:
         return self.total  # the grid, ``repeats`` times, whatever Tune's num_samples
 
     def _propose(self, trial_id: str) -> dict[str, Any] | str:
-        if self._next >= len(self._points):
+        if self._next >= self.total:
             return Searcher.FINISHED
-        point = self._points[self._next]
+        point = self._points[self._next % len(self._points)]
         self._next += 1
         return self.space.sample_flat(self._rng, fixed=point)
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from autometa.searchers._chain import Chain, ChainSettings, gradient_trust
 from autometa.searchers.base import SpaceSearcher
+from autometa.searchers.specs import HypergradientSpec
 from autometa.space import Space, box
 from autometa.space import unconstrained as coords
 from autometa.trial.keys import (
@@ -74,8 +75,7 @@ class HypergradientSearcher(SpaceSearcher):
         True
     """
 
-    base_searchers = ("random", "tpe", "bohb")
-    """Names of the searchers that may propose the other parameters and chain starts."""
+    spec = HypergradientSpec
 
     models_results = True
 
@@ -89,30 +89,14 @@ class HypergradientSearcher(SpaceSearcher):
                  holdout_metric: str | None = None, patience: int = 3,
                  differentiable: list[str] | None = None, **kwargs: Any) -> None:
         super().__init__(space, metric, mode, seed, **kwargs)
+        self.spec.check({
+            "base": base, "base_options": base_options, "chains": chains, "probes": probes,
+            "radius": radius, "max_radius": max_radius, "min_radius": min_radius, "grow": grow,
+            "shrink": shrink, "chain_length": chain_length, "precondition": precondition,
+            "memory": memory, "start": start, "holdout_metric": holdout_metric,
+            "patience": patience, "differentiable": differentiable})
         self.differentiable = None if differentiable is None else list(differentiable)
-        if base not in self.base_searchers:
-            raise ValueError(f"base must be one of {list(self.base_searchers)}, got {base!r}")
-        if start not in ("center", "base"):
-            raise ValueError(f"start must be 'center' or 'base', got {start!r}")
         self.base_name, self.base_options = base, dict(base_options or {})
-        for name, value in (("chains", chains), ("probes", probes),
-                            ("chain_length", chain_length)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        for name, value in (("memory", memory), ("patience", patience)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
-        for name, value in (("radius", radius), ("max_radius", max_radius),
-                            ("min_radius", min_radius)):
-            if finite_number(value) is None or value <= 0:
-                raise ValueError(f"{name} must be a number > 0, got {value!r}")
-        if not min_radius <= radius <= max_radius:
-            raise ValueError(f"need min_radius <= radius <= max_radius, got {min_radius}, "
-                             f"{radius}, {max_radius}")
-        if finite_number(grow) is None or grow < 1:
-            raise ValueError(f"grow must be a number >= 1, got {grow!r}")
-        if finite_number(shrink) is None or not 0 < shrink < 1:
-            raise ValueError(f"shrink must be in (0, 1), got {shrink!r}")
         self.max_chains, self.probes, self.start = chains, probes, start
         self.settings = ChainSettings(radius=radius, max_radius=max_radius,
                                       min_radius=min_radius, grow=grow, shrink=shrink,

@@ -24,6 +24,7 @@ from ray.tune.search import Searcher
 from autometa.racing import Race, RaceSettings
 from autometa.racing.sampling import parent_weights, sample_around
 from autometa.searchers.base import SpaceSearcher
+from autometa.searchers.specs import IteratedRaceSpec, RaceSpec
 from autometa.space import Space
 from autometa.trial.keys import finite_number
 
@@ -56,6 +57,8 @@ class RacingSearcher(SpaceSearcher):
         (0, True)
     """
 
+    spec = RaceSpec
+
     def __init__(self, space: Space | None = None, metric: str | None = None,
                  mode: str | None = None, seed: int | None = None, candidates: int = 16,
                  configs: list[dict] | None = None, min_instances: int = 5,
@@ -63,12 +66,11 @@ class RacingSearcher(SpaceSearcher):
                  instance_key: str = "instance", instances: list | None = None,
                  budget: int | None = None, **kwargs: Any) -> None:
         super().__init__(space, metric, mode, seed, **kwargs)
+        self.spec.check({
+            "candidates": candidates, "configs": configs, "min_instances": min_instances,
+            "max_instances": max_instances, "alpha": alpha, "test": test,
+            "instance_key": instance_key, "instances": instances, "budget": budget})
         self.settings = RaceSettings(min_instances, max_instances, alpha, test)
-        if instances is not None and len(instances) < max_instances:
-            raise ValueError(f"instances lists {len(instances)} values; max_instances is "
-                             f"{max_instances}")
-        if candidates < 0 or (candidates == 0 and not configs):
-            raise ValueError("candidates must be >= 1 (or give configs)")
         self.n_candidates, self.given = candidates, list(configs or [])
         self.instance_key = instance_key
         self.instances = list(instances) if instances is not None else list(range(max_instances))
@@ -247,13 +249,12 @@ class IteratedRacingSearcher(RacingSearcher):
         **kwargs: See :class:`RacingSearcher`.
     """
 
+    spec = IteratedRaceSpec
+
     def __init__(self, *args: Any, budget: int | None = 200, elites: int = 3,
                  iterations: int | None = None, **kwargs: Any) -> None:
         super().__init__(*args, budget=budget, **kwargs)
-        if budget is None or budget < 1:
-            raise ValueError("irace needs a budget of trials (budget >= 1)")
-        if elites < 1:
-            raise ValueError(f"elites must be >= 1, got {elites}")
+        self.spec.check({"budget": budget, "elites": elites, "iterations": iterations})
         self.n_elites, self.iterations = elites, iterations
 
     def _setup(self) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from autometa.searchers.base import SpaceSearcher
+from autometa.searchers.specs import RandomSpec
 
 
 class RandomSearcher(SpaceSearcher):
@@ -23,6 +24,8 @@ class RandomSearcher(SpaceSearcher):
         >>> 0 <= searcher.suggest("t1")["x"] <= 1
         True
     """
+
+    spec = RandomSpec
 
     def _setup(self) -> None:
         self._rng = np.random.default_rng(self.seed)

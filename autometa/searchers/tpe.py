@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 
 from autometa.searchers.base import SpaceSearcher
+from autometa.searchers.specs import TPESpec
 from autometa.space import Space
-from autometa.trial.keys import finite_number
 
 
 class TPESearcher(SpaceSearcher):
@@ -27,17 +27,15 @@ class TPESearcher(SpaceSearcher):
         **kwargs: See :class:`SpaceSearcher`.
     """
 
+    spec = TPESpec
+
     models_results = True
 
     def __init__(self, space: Space | None = None, metric: str | None = None,
                  mode: str | None = None, seed: int | None = None, n_initial_points: int = 20,
                  gamma: float = 0.25, **kwargs: Any) -> None:
         super().__init__(space, metric, mode, seed, **kwargs)
-        if isinstance(n_initial_points, bool) or not isinstance(n_initial_points, int) \
-                or n_initial_points < 0:
-            raise ValueError(f"n_initial_points must be an integer >= 0, got {n_initial_points!r}")
-        if finite_number(gamma) is None or not 0 < gamma < 1:
-            raise ValueError(f"gamma must be in (0, 1), got {gamma!r}")
+        self.spec.check({"n_initial_points": n_initial_points, "gamma": gamma})
         self.n_initial_points = n_initial_points
         self.gamma = gamma
 

@@ -103,7 +103,12 @@ def parse_experiment(doc: Any, default_name: str | None = None) -> Experiment:
     if doc.get("max_concurrent_trials") is not None:
         exp.max_concurrent_trials = _int(doc, "max_concurrent_trials", at, minimum=1)
     if "seed" in doc and doc["seed"] is not None:
-        exp.seed = _int(doc, "seed", at, minimum=0)
+        seed = doc["seed"]
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+            # the searchers' own check (NumPy and hyperopt take 32-bit seeds)
+            raise SpaceError(f"seed must be an integer in [0, 2**32 - 1], got {_shown(seed)}",
+                             key_path=at + ("seed",))
+        exp.seed = seed
     if "max_failures" in doc:
         exp.max_failures = _int(doc, "max_failures", at, minimum=-1)
     if doc.get("time_budget_s") is not None:

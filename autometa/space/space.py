@@ -170,6 +170,35 @@ class Space:
                 out.append(f"forbidden combination: {rule.describe()}")
         return out
 
+    def checked_point(self, point: dict, where: str = "point",
+                      rng: np.random.Generator | None = None) -> dict[str, Any]:
+        """Flat values of a user's config (nested, or flat with dotted keys), checked.
+
+        With ``rng``, parameters it leaves out are drawn; without, they must all be there.
+
+        Raises:
+            ValueError: ``"<where>: <problem>"``, for an unknown key, a missing value or a
+                value outside the space.
+        """
+        if not isinstance(point, dict):
+            raise ValueError(f"{where}: a config must be a dict, got {type(point).__name__}")
+        heads = {p.path[0] for p in self} | set(self.keys)
+        unknown = [k for k in point if k not in heads]
+        if unknown:
+            raise ValueError(f"{where}: unknown parameter(s) {unknown}; the space has "
+                             f"{self.keys}")
+        flat = self.flatten(point)
+        flat.update({k: v for k, v in point.items() if k in self and not isinstance(v, dict)})
+        if rng is not None:
+            flat = self.sample_flat(rng, fixed=flat)
+        try:
+            problems = self.problems(self.assemble(flat))
+        except ConstraintViolation as err:
+            problems = [str(err)]
+        if problems:
+            raise ValueError(f"{where}: {'; '.join(problems)}")
+        return self.flatten(self.assemble(flat))
+
     def validate(self, config: dict[str, Any]) -> None:
         """Raise :class:`ConstraintViolation` if ``config`` is outside the space."""
         problems = self.problems(config)
