@@ -256,13 +256,28 @@ def test_every_searcher_draws_a_valid_config_from_every_mutant_that_loads():
         assert not space.problems(space.assemble(flat)), (name, flat)
 
 
+RUN = {"": 4, "experiment.searcher:removed": 4, "experiment.scheduler:removed": 4,
+       "experiment.scheduler.grace_period=10": 4, "experiment.stop.training_iteration=4": 4,
+       "experiment.stop:removed": 4, "experiment.resources_per_trial.cpu=10": 4}
+"""The base file and mutants that validate accepts, each run for real, with the trials each
+must finish: the random searcher, the fifo scheduler, a grace period of 1e-4, a stop at
+iteration 0 (every trial stops after its first report), no stop at all, 1e-4 CPU a trial."""
+
+
 @pytest.mark.slow
-def test_the_base_file_runs(tmp_path, ray_session, capsys):
-    """The file every mutant comes from, run for real (TPE, ASHA, every parameter type)."""
-    doc = copy.deepcopy(BASE)
-    doc["experiment"]["storage_path"] = str(tmp_path / "results")
-    path = tmp_path / "space.yaml"
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+@pytest.mark.parametrize("name", sorted(RUN))
+def test_the_base_file_and_accepted_mutants_run(name, folder, ray_session, capsys):
+    """A tiny run of what validate accepts (TPE or random, ASHA or FIFO, every parameter
+    type): it ends with every planned trial finished, and exit 0."""
+    if name:
+        index = next(i for i, (n, _) in enumerate(CASES) if n == name)
+        path = _write(index, folder)
+        assert _check(path, capsys) == 0
+    else:
+        doc = copy.deepcopy(BASE)
+        doc["experiment"]["storage_path"] = str(folder / "base-results")
+        path = folder / "base.yaml"
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
     assert main(["run", str(path), "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert "Trials: 4 of 4 planned finished" in out, out
+    assert f"Trials: {RUN[name]} of {RUN[name]} planned finished" in out, out

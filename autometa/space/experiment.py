@@ -186,8 +186,10 @@ def _string(doc: dict, key: str, at: tuple) -> str:
 
 def _int(doc: dict, key: str, at: tuple, minimum: int) -> int:
     value = doc[key]
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise SpaceError(f"expected an integer >= {minimum}, got {value!r}", key_path=at + (key,))
+    # (Tune keeps counts in 64-bit integers; 2**63 trials is no plan either)
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value < 2**63:
+        raise SpaceError(f"expected an integer >= {minimum} (below 2**63), got {_shown(value)}",
+                         key_path=at + (key,))
     return value
 
 
