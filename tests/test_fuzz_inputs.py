@@ -171,7 +171,8 @@ def test_a_mutated_file_validates_or_is_refused_cleanly(index, folder, capsys):
 def test_what_validate_accepts_the_run_builds(folder, capsys):
     """``validate`` checks options against the declarations alone (no Ray); ``run`` also
     builds the searcher and Ray's scheduler before Ray starts. Every mutated experiment
-    section that validate accepts must build, and come out the same."""
+    section that validate accepts must build, and come out the same; every one it refuses,
+    ``run`` refuses with the same line (exit 2, before Ray starts)."""
     from autometa.launch.plan import plan_experiment
     from autometa.space import load_space
 
@@ -181,6 +182,10 @@ def test_what_validate_accepts_the_run_builds(folder, capsys):
             continue
         path = _write(index, folder)
         if _check(path, capsys) != 0:
+            main(["validate", str(path)])  # (_check read its output: again, for the line)
+            said = capsys.readouterr().err
+            assert main(["run", str(path)]) == 2, name
+            assert capsys.readouterr().err == said, name
             continue
         accepted += 1
         space = load_space(str(path))
