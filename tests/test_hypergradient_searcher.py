@@ -12,10 +12,11 @@ from ray import tune
 from ray.tune.search import ConcurrencyLimiter
 
 from autometa.searchers import make_searcher
-from autometa.searchers._chain import Chain, ChainSettings, gradient_trust
+from autometa.searchers._chain import Chain, ChainSettings
 from autometa.space import box, space_from_dict
 from autometa.space import unconstrained as coords
 from autometa.testing.problems import BoxQuadratic
+from autometa.trial.keys import gradient_trust
 
 SPACE = {"parameters": {
     "lam": {"type": "loguniform", "low": 1e-4, "high": 10.0, "differentiable": True},

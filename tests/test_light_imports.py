@@ -77,6 +77,7 @@ def test_finding_wrong_labels_loads_neither_torch_nor_ray():
 
 def test_hypergradient_engine_never_imports_ray():
     loaded = loaded_after("import autometa.hypergrad, autometa.hypergrad.loop, "
+                          "autometa.hypergrad.online, "
                           "autometa.hypergrad.families, autometa.trial")
     assert "torch" in loaded and "ray" not in loaded
 

@@ -162,6 +162,23 @@ class Hyperparameters:
         """:math:`\\partial L/\\partial x` from the gradients with respect to the raw tensors."""
         return {n: self._by_name[n].value_grad(g).detach() for n, g in raw_grads.items()}
 
+    def raw_grads(self, value_grads: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        r"""Inverse of :meth:`value_grads`: :math:`\partial L/\partial u = (\partial L/\partial x)
+        \, dx/du` for the names given (the chain rule through each transform)."""
+        out = {}
+        for n, g in value_grads.items():
+            h = self._by_name[n]
+            out[n] = (torch.as_tensor(g, dtype=h.raw.dtype, device=h.raw.device)
+                      * h.transform.derivative(h.raw)).detach()
+        return out
+
+    def shift(self, name: str, delta: torch.Tensor) -> None:
+        """Move ``name``'s unconstrained tensor by ``delta``, then back inside its bounds."""
+        h = self._by_name[name]
+        with torch.no_grad():
+            h.raw = (h.raw + delta.to(h.raw)).detach()
+        h.clip_()
+
     def set(self, name: str, value: float | torch.Tensor) -> None:
         """Move ``name`` to ``value`` (clipped to its bounds)."""
         h = self._by_name[name]

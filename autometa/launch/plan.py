@@ -96,8 +96,7 @@ def plan_experiment(space: Space, overrides: Overrides | None = None,
         needed = scheduler_for(modelled)
         who = (f"the {exp.searcher.name} searcher" if modelled is searcher else
                f"the {exp.searcher.name} searcher with base: {searcher_name(modelled)}")
-        raise space.error(f"{who} needs the {needed} scheduler "
-                          f"({scheduler_spec(needed).class_name()}), which gives its model the "
+        raise space.error(f"{who} needs the {needed} scheduler, which gives its model the "
                           "budgets it is built on", *where, "scheduler")
     if scheduler.population:
         if not searcher.draws_at_random:

@@ -85,6 +85,9 @@ def print_report(results: object, path: str, exp: Experiment, planned: int | Non
                   f"held-out metric (the descent follows {metric}, so its own best is biased)")
     print("Best config:")
     print("  " + yaml.safe_dump(summary.best_config, sort_keys=False).rstrip().replace("\n", "\n  "))
+    learned = learned_line(summary, best["trial_id"])
+    if learned:
+        print(learned)
     if summary.hypergrad_checks:
         print(hypergrad_summary(*summary.hypergrad_checks))
     policy = policy_summary(summary)
@@ -111,6 +114,19 @@ def outcome_of(summary: ExperimentSummary, exp: Experiment, planned: int | None)
                          stopped_early=int((done & table["stopped_early"] & ~table["diverged"])
                                            .sum()),
                          diverged=int((done & table["diverged"]).sum()))
+
+
+def learned_line(summary: ExperimentSummary, trial_id: str, most: int = 8) -> str:
+    """What the trial learned during its run (its ``hparams/<name>`` from its first report to
+    its last): the config above is where it started."""
+    moves = [(name, paths[trial_id][1]) for name, paths in sorted(summary.trajectories.items())
+             if trial_id in paths and paths[trial_id][1]]
+    if not moves:
+        return ""
+    shown = ", ".join(f"{name} {values[0]:.4g} -> {values[-1]:.4g}" for name, values in moves[:most])
+    more = f" and {len(moves) - most} more" if len(moves) > most else ""
+    return (f"Learned during the trial (hparams/<name>, first report -> last; the config is "
+            f"where it started): {shown}{more}")
 
 
 def error_lines(errors: dict[str, list[str]], most: int = 5) -> str:

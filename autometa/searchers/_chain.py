@@ -19,7 +19,7 @@ gradients, Adam's second moment) so that every coordinate moves, not only the st
   falls back to :math:`-P g_F`.
 * **Step**: :math:`d` shrunk to :math:`\|d\|_\infty \le \rho\, r`, where :math:`\rho \in (0,1]`
   is the trust in :math:`g^*` (1 for a hypergradient that met its tolerances, less with its
-  relative residual; see :func:`gradient_trust`); next point :math:`\Pi_{[l,u]}(z^* + d)`,
+  relative residual; see :func:`autometa.trial.keys.gradient_trust`); next point :math:`\Pi_{[l,u]}(z^* + d)`,
   so a bound is reached exactly, never crossed.
 * **Observation** (:math:`f, g` at :math:`z`): a pair :math:`(z - z^*, g - g^*)` joins the
   memory when both gradients are trusted and :math:`s^\top y > 0` (accepted or not: the
@@ -41,7 +41,6 @@ the chain retreats to its best point with a shorter step.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,20 +61,6 @@ class ChainSettings:
     beta2: float = 0.9
     patience: int = 0
     memory: int = 8
-
-
-def gradient_trust(converged: float | None, residual: float | None) -> float:
-    r"""How far a step may trust a reported hypergradient, in (0, 1].
-
-    :math:`\rho = 1` when it met its tolerances (or reported no check), else
-    :math:`\rho = \max(0.1,\ 1 - \min(\text{residual}, 0.9))` for its relative residual
-    :math:`\|Hv - \nabla_w L_{val}\| / \|\nabla_w L_{val}\|`, and 0.5 without one.
-    """
-    if converged is None or converged != 0.0:
-        return 1.0
-    if residual is None or not math.isfinite(residual):
-        return 0.5
-    return max(0.1, 1.0 - min(residual, 0.9))
 
 
 def _active(z: np.ndarray, g: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from autometa.searchers._chain import Chain, ChainSettings, gradient_trust
+from autometa.searchers._chain import Chain, ChainSettings
 from autometa.searchers.base import SpaceSearcher
 from autometa.searchers.specs import HypergradientSpec
 from autometa.space import Space, box
@@ -29,6 +29,7 @@ from autometa.trial.keys import (
     INNER_GAP,
     RESIDUAL,
     finite_number,
+    gradient_trust,
     hypergrad_key,
     nonfinite_number,
     reported_hparam,

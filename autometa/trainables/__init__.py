@@ -16,6 +16,7 @@ TRAINABLES: dict[str, str] = {
     "digits_augment": "autometa.trainables.digits_augment:train_digits_augment",
     "digits_cnn": "autometa.trainables.digits:train_digits_cnn",
     "digits_cnn_decay": "autometa.trainables.digits_cnn_decay:train_digits_cnn_decay",
+    "digits_cnn_online": "autometa.trainables.digits_cnn_online:train_digits_cnn_online",
     "digits_group_weights": "autometa.trainables.digits_groups:digits_group_weights",
     "digits_logreg": "autometa.trainables.digits_logreg:train_digits_logreg",
     "quadratic": "autometa.trainables.synthetic:quadratic",

@@ -27,6 +27,10 @@ DAMPING = "hypergrad_damping"
 """Damping added to the Hessian (a damped hypergradient is biased)."""
 SKIPPED = "hyperstep_skipped"
 """1.0 when a non-finite loss or hypergradient skipped the in-trial hyperstep."""
+TRUST = "hyperstep_trust"
+"""The share of its full length the last in-trial hyperstep took (:func:`gradient_trust`)."""
+HYPERSTEPS = "hypersteps"
+"""In-trial hypersteps taken so far (the online mode)."""
 POLICY_ENTROPY = "augment_entropy"
 """Entropy (nats) of a learned augmentation policy's choice of operation."""
 POLICY_MOVED = "augment_moved"
@@ -69,6 +73,20 @@ def _number(value: Any) -> float | None:
         return None
 
 
+def gradient_trust(converged: float | None, residual: float | None) -> float:
+    r"""How far a step may trust a reported hypergradient, in (0, 1].
+
+    :math:`\rho = 1` when it met its tolerances (or reported no check), else
+    :math:`\rho = \max(0.1,\ 1 - \min(\text{residual}, 0.9))` for its relative residual
+    :math:`\|Hv - \nabla_w L_{val}\| / \|\nabla_w L_{val}\|`, and 0.5 without one.
+    """
+    if converged is None or converged != 0.0:
+        return 1.0
+    if residual is None or not math.isfinite(residual):
+        return 0.5
+    return max(0.1, 1.0 - min(residual, 0.9))
+
+
 def hypergrad_key(name: str) -> str:
     """The result key of the hypergradient of ``name``."""
     return HYPERGRAD_PREFIX + name
@@ -105,6 +123,14 @@ def _flatten(name: str, value: Any) -> dict[str, float]:
     return {name: float(value)}
 
 
+def hparam_metrics(values: Mapping[str, Any]) -> dict[str, float]:
+    """``hparams/<name>`` for each value the trial uses (numbers or tensors, flattened)."""
+    out: dict[str, float] = {}
+    for name, value in values.items():
+        out.update({hparam_key(k): v for k, v in _flatten(name, value).items()})
+    return out
+
+
 def hypergrad_metrics(hypergrads: Mapping[str, Any], values: Mapping[str, Any] | None = None,
                       info: Any = None) -> dict[str, float]:
     """The result keys of hypergradients (value units), the values used, and the checks.
@@ -121,9 +147,7 @@ def hypergrad_metrics(hypergrads: Mapping[str, Any], values: Mapping[str, Any] |
         >>> hypergrad_metrics({"lr": 0.5}, {"lr": 0.01})
         {'hparams/lr': 0.01, 'hypergrad/lr': 0.5, 'hypergrad_converged': 1.0}
     """
-    out: dict[str, float] = {}
-    for name, value in (values or {}).items():
-        out.update({hparam_key(k): v for k, v in _flatten(name, value).items()})
+    out = hparam_metrics(values or {})
     for name, value in hypergrads.items():
         out.update({hypergrad_key(k): v for k, v in _flatten(name, value).items()})
     if info is None:
@@ -136,6 +160,13 @@ def hypergrad_metrics(hypergrads: Mapping[str, Any], values: Mapping[str, Any] |
         if value is not None:
             out[key] = float(value)
     return out
+
+
+def online_metrics(step: Any, updater: Any) -> dict[str, float]:
+    """Result keys of the last :class:`~autometa.hypergrad.online.OnlineStep` of an
+    :class:`~autometa.hypergrad.online.OnlineUpdater`: skipped, its trust, steps so far."""
+    return {SKIPPED: float(not step.moved), TRUST: float(step.trust),
+            HYPERSTEPS: float(updater.steps)}
 
 
 def hyperstep_metrics(result: Any) -> dict[str, float]:

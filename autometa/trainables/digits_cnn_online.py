@@ -1,0 +1,261 @@
+"""The digits CNN whose continuous hyperparameters are learned during its one training run.
+
+The online mode (:mod:`autometa.hypergrad.online`), through the same public API a user's own
+model would use: every ``hyper_every`` SGD steps, the weight decay of each layer and the label
+smoothing move against their implicit hypergradients (:class:`ImplicitEngine`, over the whole
+training split, warm-started), and the learning rate and momentum against their hypergradient
+through those steps (:class:`UnrolledEngine`: a truncated unroll, so it sees only the short
+horizon, which is known to favour small learning rates). The validation split drives them;
+``test_*`` is never seen. A searcher or population scheduler chooses the rest (``hidden``,
+``batch_size``) and the start values: ``search_spaces/online_hybrid.yaml``.
+
+Config keys (all optional):
+
+============== =========== =========================================================
+key            default     meaning
+============== =========== =========================================================
+lr             0.05        SGD learning rate at the start (learned in [1e-3, 1])
+momentum       0.9         SGD momentum at the start (learned in [0, 0.99])
+decay          1e-4 each   ``{conv1, conv2, fc}`` or one number (learned in [1e-6, 0.1])
+smoothing      0.05        label smoothing at the start (learned in [0, 0.3])
+learn          all         which of ``lr, momentum, decay, smoothing`` are learned (the
+                           others stay at their config values)
+hyper_every    10          SGD steps between hypersteps (T)
+hyper_lr       0.05        the hypersteps' Adam step, in log/logit units
+maxiter        20          Hessian-vector products of each implicit solve
+hidden         16          channels of the first convolution
+batch_size     64          minibatch size
+epochs         10          epochs (one report each, with a checkpoint)
+train_size     (all)       the first ``train_size`` training samples only
+seed           0           weights and minibatch order
+============== =========== =========================================================
+
+Each epoch reports ``train_loss``, ``val_loss``, ``val_accuracy``, ``test_loss``,
+``test_accuracy``, ``hparams/<name>`` (the values at the epoch's end, so a trial's reports are
+its trajectory), the last hypergradients (``hypergrad/<name>``) with their checks, and
+``hyperstep_skipped``, ``hyperstep_trust``, ``hypersteps``. The checkpoint holds everything (the
+weights, the optimizer, the learned values, the engines' and the updater's state, the minibatch
+order), so a paused or failed trial resumes exactly; under PBT the exploited trial takes the
+donor's learned values with its weights (a checkpoint of another ``hidden`` is not loaded).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from autometa.data.digits import load_digits_splits
+from autometa.hypergrad.families import smoothed_cross_entropy
+from autometa.hypergrad.forward import UnrolledEngine, combine
+from autometa.hypergrad.model import Hyperparameters, ImplicitEngine
+from autometa.hypergrad.online import OnlineUpdater
+from autometa.space import space_from_dict
+from autometa.trainables.digits import build_cnn, evaluate, load_optimizer_state
+from autometa.trial.keys import hparam_metrics, online_metrics
+
+LAYERS = {"conv1": "1.weight", "conv2": "5.weight", "fc": "11.weight"}
+"""Decay groups: layer name -> the weight of :func:`build_cnn`'s ``nn.Sequential`` it decays."""
+
+LEARNABLE = space_from_dict({"parameters": {
+    "lr": {"type": "loguniform", "low": 1e-3, "high": 1.0, "differentiable": True},
+    "momentum": {"type": "uniform", "low": 0.0, "high": 0.99, "differentiable": True},
+    "decay": {layer: {"type": "loguniform", "low": 1e-6, "high": 0.1, "differentiable": True}
+              for layer in LAYERS},
+    "smoothing": {"type": "uniform", "low": 0.0, "high": 0.3, "differentiable": True},
+}})
+"""The bounds (and so the log/logit coordinates) of what this trainable learns."""
+
+DEFAULTS = {"lr": 0.05, "momentum": 0.9, "decay": 1e-4, "smoothing": 0.05}
+OPTIMIZER_SETTINGS = ("lr", "momentum")
+
+
+def start_values(config: dict[str, Any]) -> dict[str, Any]:
+    """The values to start from (or keep), nested as :data:`LEARNABLE`: the config's, else
+    :data:`DEFAULTS`; ``decay`` may be one number for all layers."""
+    decay = config.get("decay", DEFAULTS["decay"])
+    if not isinstance(decay, dict):
+        decay = {layer: decay for layer in LAYERS}
+    unknown = set(decay) - set(LAYERS)
+    if unknown:
+        raise ValueError(f"decay: unknown layers {sorted(unknown)}; use {sorted(LAYERS)}")
+    return {"lr": float(config.get("lr", DEFAULTS["lr"])),
+            "momentum": float(config.get("momentum", DEFAULTS["momentum"])),
+            "decay": {layer: float(decay.get(layer, DEFAULTS["decay"])) for layer in LAYERS},
+            "smoothing": float(config.get("smoothing", DEFAULTS["smoothing"]))}
+
+
+def learned_names(config: dict[str, Any]) -> list[str]:
+    """The dotted names learned (``learn`` picks among lr, momentum, decay, smoothing)."""
+    learn = config.get("learn", list(DEFAULTS))
+    if isinstance(learn, str):
+        learn = [learn]
+    unknown = set(learn) - set(DEFAULTS)
+    if unknown:
+        raise ValueError(f"learn: unknown {sorted(unknown)}; choose among {list(DEFAULTS)}")
+    return [p.key for p in LEARNABLE.parameters if p.key.split(".")[0] in learn]
+
+
+class OnlineDigitsCNN:
+    """One training run of the CNN with its hyperparameters learned as it goes.
+
+    Args:
+        config: See the module docstring.
+        device: Where to train (``trial_device()`` in a trial).
+    """
+
+    def __init__(self, config: dict[str, Any], device: torch.device | str = "cpu") -> None:
+        self.config, self.device = dict(config), torch.device(device)
+        data = load_digits_splits(seed=0)
+        size = int(config.get("train_size") or len(data.y_train))
+        self.t = {name: torch.as_tensor(getattr(data, name), device=self.device)
+                  for name in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")}
+        self.t["x_train"], self.t["y_train"] = self.t["x_train"][:size], self.t["y_train"][:size]
+        self.size = size
+        seed = int(config.get("seed", 0))
+        torch.manual_seed(seed)
+        self.model = build_cnn(config).to(self.device)
+        start = start_values(config)
+        self.fixed = {p.key: torch.tensor(_get(start, p.key), device=self.device)
+                      for p in LEARNABLE.parameters}
+        names = learned_names(config)
+        loss_names = [n for n in names if n.split(".")[0] not in OPTIMIZER_SETTINGS]
+        opt_names = [n for n in names if n in OPTIMIZER_SETTINGS]
+        self.loss_hp = _hparams(start, loss_names, self.device)
+        self.opt_hp = _hparams(start, opt_names, self.device)
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=start["lr"],
+                                         momentum=start["momentum"])
+        self.implicit = (ImplicitEngine(self.model, self.loss_hp,
+                                        maxiter=int(config.get("maxiter", 20)))
+                         if self.loss_hp is not None else None)
+        self.unrolled = (UnrolledEngine(self.model, self.optimizer, self.opt_hp)
+                         if self.opt_hp is not None else None)
+        held = [h for h in (self.loss_hp, self.opt_hp) if h is not None]
+        self.updater = (OnlineUpdater(*held, lr=float(config.get("hyper_lr", 0.05)))
+                        if held else None)
+        self.every = int(config.get("hyper_every", 10))
+        if self.every < 1:
+            raise ValueError(f"hyper_every must be >= 1, got {self.every}")
+        self.batch = int(config.get("batch_size", 64))
+        self.rng = np.random.default_rng(seed)
+        self.epoch, self.steps = 0, 0
+        self.last_result, self.last_step = None, None
+
+    # ------------------------------------------------------------------ losses
+    def value(self, hp: Any, name: str) -> torch.Tensor:
+        """``name``'s value: from ``hp`` (a mapping the engines pass) when learned there."""
+        return hp[name] if hp is not None and name in hp else self.fixed[name]
+
+    def train_loss(self, hp: Any, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        r""":math:`\mathrm{CE}_\varepsilon(f(x), y) + \tfrac12 \sum_k \lambda_k \|W_k\|^2`."""
+        params = dict(self.model.named_parameters())
+        penalty = sum(0.5 * self.value(hp, f"decay.{layer}") * (params[w] ** 2).sum()
+                      for layer, w in LAYERS.items())
+        return smoothed_cross_entropy(self.model(x), y, self.value(hp, "smoothing")) + penalty
+
+    def val_loss(self, hp: Any = None) -> torch.Tensor:
+        return nn.functional.cross_entropy(self.model(self.t["x_val"]), self.t["y_val"])
+
+    # ---------------------------------------------------------------- training
+    def train_epoch(self) -> tuple[dict[str, Any], Any]:
+        """One epoch of SGD with a hyperstep every ``hyper_every`` steps; its metrics and
+        the last hypergradients (None before the first hyperstep)."""
+        self.model.train()
+        order = torch.as_tensor(self.rng.permutation(self.size), device=self.device)
+        total = 0.0
+        loss_values = self.loss_hp.values() if self.loss_hp is not None else None
+        for i in range(0, self.size, self.batch):
+            idx = order[i:i + self.batch]
+            loss = self.train_loss(loss_values, self.t["x_train"][idx], self.t["y_train"][idx])
+            if self.unrolled is not None:
+                self.unrolled.step(loss)
+            else:
+                self.optimizer.zero_grad()
+                loss.backward()
+                self.optimizer.step()
+            total += float(loss.detach()) * len(idx)
+            self.steps += 1
+            if self.updater is not None and self.steps % self.every == 0:
+                self.hyperstep()
+                loss_values = self.loss_hp.values() if self.loss_hp is not None else None
+        self.epoch += 1
+        metrics = {"epoch": self.epoch, "train_loss": total / self.size,
+                   **evaluate(self.model, self.t, "val"), **evaluate(self.model, self.t, "test")}
+        if self.updater is not None:  # the values now, hypergradients or not yet
+            metrics.update(hparam_metrics(self.updater.values()))
+        if self.last_step is not None:
+            metrics.update(online_metrics(self.last_step, self.updater))
+        return metrics, self.current()
+
+    def hyperstep(self) -> None:
+        """Hypergradients at the current weights, then the online update."""
+        results = []
+        if self.implicit is not None:
+            results.append(self.implicit.hypergradients(
+                lambda h: self.train_loss(h, self.t["x_train"], self.t["y_train"]),
+                self.val_loss))
+        if self.unrolled is not None:
+            results.append(self.unrolled.hypergradients(self.val_loss))
+        self.last_result = combine(*results)
+        self.last_step = self.updater.step(*results)
+
+    def current(self) -> Any:
+        """The last hypergradients with the values now in use (what a report describes)."""
+        if self.last_result is None:
+            return None
+        values = self.updater.values()
+        return type(self.last_result)(self.last_result.grads, values,
+                                      self.last_result.val_loss, self.last_result.info)
+
+    # ------------------------------------------------------------- persistence
+    def state_dict(self) -> dict[str, Any]:
+        return {"hidden": int(self.config.get("hidden", 16)), "epoch": self.epoch,
+                "steps": self.steps, "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "rng": self.rng.bit_generator.state,
+                "updater": None if self.updater is None else self.updater.state_dict(),
+                "implicit": None if self.implicit is None else self.implicit.state_dict(),
+                "unrolled": None if self.unrolled is None else self.unrolled.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> bool:
+        """Resume from ``state``; False (and nothing loaded) for another architecture."""
+        if state.get("hidden") != int(self.config.get("hidden", 16)):
+            return False
+        self.model.load_state_dict(state["model"])
+        load_optimizer_state(self.optimizer, state["optimizer"])
+        self.rng.bit_generator.state = state["rng"]
+        self.epoch, self.steps = int(state["epoch"]), int(state["steps"])
+        for part in ("updater", "implicit", "unrolled"):
+            mine = getattr(self, part)
+            if mine is not None and state.get(part) is not None:
+                mine.load_state_dict(state[part])
+        return True
+
+
+def _get(nested: dict[str, Any], key: str) -> Any:
+    for part in key.split("."):
+        nested = nested[part]
+    return nested
+
+
+def _hparams(start: dict[str, Any], names: list[str], device: torch.device
+             ) -> Hyperparameters | None:
+    return Hyperparameters.from_config(start, LEARNABLE, names, device=device) if names else None
+
+
+def train_digits_cnn_online(config: dict[str, Any]) -> None:
+    """Tune function trainable (see the module docstring)."""
+    from autometa.trainables.digits import trial_device
+    from autometa.trial.tune import report_hypergradients, restore_state
+
+    torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
+    device = trial_device()
+    run = OnlineDigitsCNN(config, device)
+    state = restore_state(map_location=device)
+    if state is not None:
+        run.load_state_dict(state)
+    while run.epoch < int(config.get("epochs", 10)):
+        metrics, result = run.train_epoch()
+        report_hypergradients(result, metrics, state=run.state_dict())
