@@ -217,3 +217,22 @@ def test_the_hybrid_file_runs_and_each_trial_reports_its_trajectory(tmp_path, ra
         assert all(r["hparams/lr"] != start for r in rows) and rows[0]["hparams/lr"] != \
             rows[1]["hparams/lr"]
         assert {"hypergrad/decay.conv1", "hypergrad/smoothing", "hyperstep_trust"} <= set(rows[1])
+
+
+def test_report_only_mode_takes_hypergradients_and_keeps_the_config_values():
+    """``hyper_update: false`` (for a population scheduler that moves the values itself):
+    each epoch ends with hypergradients, nothing moves, and a restored checkpoint does not
+    bring back the donor's values over the config's."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run = _run({"learn": ["decay", "smoothing"], "hyper_update": False,
+                    "hyper_every": "epoch", "smoothing": 0.1})
+        metrics, result = run.train_epoch()
+        state = run.state_dict()
+        moved = _run({"learn": ["decay", "smoothing"], "hyper_update": False,
+                      "hyper_every": "epoch", "smoothing": 0.2})
+        assert moved.load_state_dict(state)
+    keys = result.metrics()
+    assert keys["hparams/smoothing"] == pytest.approx(0.1) and "hyperstep_trust" not in metrics
+    assert math.isfinite(keys["hypergrad/smoothing"]) and math.isfinite(keys["hypergrad/decay.fc"])
+    assert float(moved.updater.values()["smoothing"]) == pytest.approx(0.2)

@@ -19,9 +19,11 @@ momentum       0.9         SGD momentum at the start (learned in [0, 0.99])
 decay          1e-4 each   ``{conv1, conv2, fc}`` or one number (learned in [1e-6, 0.1])
 smoothing      0.05        label smoothing at the start (learned in [0, 0.3])
 learn          all         which of ``lr, momentum, decay, smoothing`` are learned (the
-                           others stay at their config values)
-hyper_every    10          SGD steps between hypersteps (T)
+                           others stay at their config values); ``none``: nothing
+hyper_every    10          SGD steps between hypersteps (T), or ``epoch``: at each epoch's end
 hyper_lr       0.05        the hypersteps' Adam step, in log/logit units
+hyper_update   true        false: take and report the hypergradients, move nothing (for a
+                           population scheduler that moves the values itself)
 maxiter        20          Hessian-vector products of each implicit solve
 hidden         16          channels of the first convolution
 batch_size     64          minibatch size
@@ -91,6 +93,8 @@ def start_values(config: dict[str, Any]) -> dict[str, Any]:
 def learned_names(config: dict[str, Any]) -> list[str]:
     """The dotted names learned (``learn`` picks among lr, momentum, decay, smoothing)."""
     learn = config.get("learn", list(DEFAULTS))
+    if learn in (None, "none"):
+        learn = []
     if isinstance(learn, str):
         learn = [learn]
     unknown = set(learn) - set(DEFAULTS)
@@ -136,9 +140,10 @@ class OnlineDigitsCNN:
         held = [h for h in (self.loss_hp, self.opt_hp) if h is not None]
         self.updater = (OnlineUpdater(*held, lr=float(config.get("hyper_lr", 0.05)))
                         if held else None)
-        self.every = int(config.get("hyper_every", 10))
-        if self.every < 1:
-            raise ValueError(f"hyper_every must be >= 1, got {self.every}")
+        every = config.get("hyper_every", 10)
+        self.every = None if every == "epoch" else int(every)
+        if self.every is not None and self.every < 1:
+            raise ValueError(f"hyper_every must be >= 1 or 'epoch', got {every!r}")
         self.batch = int(config.get("batch_size", 64))
         self.rng = np.random.default_rng(seed)
         self.epoch, self.steps = 0, 0
@@ -178,9 +183,11 @@ class OnlineDigitsCNN:
                 self.optimizer.step()
             total += float(loss.detach()) * len(idx)
             self.steps += 1
-            if self.updater is not None and self.steps % self.every == 0:
+            if self.updater is not None and self.every and self.steps % self.every == 0:
                 self.hyperstep()
                 loss_values = self.loss_hp.values() if self.loss_hp is not None else None
+        if self.updater is not None and self.every is None:
+            self.hyperstep()
         self.epoch += 1
         metrics = {"epoch": self.epoch, "train_loss": total / self.size,
                    **evaluate(self.model, self.t, "val"), **evaluate(self.model, self.t, "test")}
@@ -200,7 +207,8 @@ class OnlineDigitsCNN:
         if self.unrolled is not None:
             results.append(self.unrolled.hypergradients(self.val_loss))
         self.last_result = combine(*results)
-        self.last_step = self.updater.step(*results)
+        if self.config.get("hyper_update", True):
+            self.last_step = self.updater.step(*results)
 
     def current(self) -> Any:
         """The last hypergradients with the values now in use (what a report describes)."""
@@ -227,6 +235,11 @@ class OnlineDigitsCNN:
         load_optimizer_state(self.optimizer, state["optimizer"])
         self.rng.bit_generator.state = state["rng"]
         self.epoch, self.steps = int(state["epoch"]), int(state["steps"])
+        if not self.config.get("hyper_update", True):
+            # the values are the config's (a scheduler moves them): the warm start only
+            if self.implicit is not None and state.get("implicit") is not None:
+                self.implicit.solution = state["implicit"]["solution"]
+            return True
         for part in ("updater", "implicit", "unrolled"):
             mine = getattr(self, part)
             if mine is not None and state.get(part) is not None:

@@ -1,0 +1,198 @@
+"""Hyperparameters learned during one run, head to head with PBT and ASHA (issue 19).
+
+Task: the digits CNN (``digits_cnn_online``) on 300 labelled training images, SGD, validation
+split 359 images, test split 359 (never seen by any arm): learning rate, momentum, a weight
+decay per layer (conv1, conv2, fc) and label smoothing are continuous; the width (``hidden``
+8 or 16) and the batch size (32, 64, 128) are discrete. Trials train at most 10 epochs.
+
+Arms, all through Ray Tune with the same trainable, each on the same seeds:
+
+* ``tpe_asha``, ``random_asha``: TPE (6 random starts) or random search over all eight
+  parameters, ASHA (grace 1, reduction factor 3, max_t 10), 10 trials (about the 40 epochs
+  of a population of 4); nothing learned in-trial;
+* ``pbt``: Ray's PBT over all eight, a population of 4, perturbation every 2 epochs;
+* ``hypergradient_pbt``: the same, the decays and the smoothing moved along the reported
+  hypergradients (the trials report them, ``hyper_update: false``), the rest mutated;
+* ``online``: one trial from the defaults (width 16, batch 64, lr 0.05, momentum 0.9, decays
+  1e-4, smoothing 0.05) learning the five continuous parameters as it trains;
+* ``hybrid``: PBT (population 4) draws the width, batch size and start values and mutates the
+  batch size; every trial learns the continuous parameters as it trains.
+
+Reported per arm: the test accuracy of the trial with the best final validation loss, the
+epochs all its trials trained (the budget), wall time; mean ± std over seeds and the paired
+difference to ``tpe_asha`` with a 95 % t-interval.
+
+    python benchmarks/online_head_to_head.py [--seeds 0 1 2 3 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import platform
+import random
+import statistics
+import tempfile
+import time
+from typing import Any
+
+import ray
+
+from autometa.launch.plan import Overrides
+from autometa.launch.run import run_experiment
+from autometa.space import space_from_dict
+
+EPOCHS = 10
+CONTINUOUS = {
+    "lr": {"type": "loguniform", "low": 1e-3, "high": 0.3},
+    "momentum": {"type": "uniform", "low": 0.0, "high": 0.99},
+    "decay": {layer: {"type": "loguniform", "low": 1e-6, "high": 0.1}
+              for layer in ("conv1", "conv2", "fc")},
+    "smoothing": {"type": "uniform", "low": 0.0, "high": 0.3},
+}
+DISCRETE = {"hidden": {"type": "choice", "values": [8, 16]},
+            "batch_size": {"type": "choice", "values": [32, 64, 128]}}
+T_CRIT = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
+          9: 2.262}
+
+
+def document(arm: str, seed: int) -> dict[str, Any]:
+    fixed = {"epochs": EPOCHS, "train_size": 300, "seed": seed, "maxiter": 10}
+    experiment: dict[str, Any] = {"trainable": "digits_cnn_online", "metric": "val_loss",
+                                  "mode": "min", "seed": seed, "max_concurrent_trials": 2,
+                                  "stop": {"training_iteration": EPOCHS}}
+    params: dict[str, Any] = {**CONTINUOUS, **DISCRETE, **fixed, "learn": "none"}
+    if arm in ("tpe_asha", "random_asha"):
+        experiment.update(searcher={"name": "tpe", "n_initial_points": 6}
+                          if arm == "tpe_asha" else "random",
+                          scheduler={"name": "asha", "grace_period": 1, "reduction_factor": 3},
+                          num_samples=10)
+    elif arm in ("pbt", "hypergradient_pbt"):
+        experiment.update(searcher="random", num_samples=4, scheduler={
+            "name": arm, "perturbation_interval": 2,
+            **({"step_size": 0.5} if arm == "hypergradient_pbt" else {})})
+        if arm == "hypergradient_pbt":
+            for key in ("decay", "smoothing"):
+                params[key] = _differentiable(CONTINUOUS[key])
+            params.update(learn=["decay", "smoothing"], hyper_update=False,
+                          hyper_every="epoch")  # one hypergradient per epoch, at its end
+    elif arm == "online":
+        experiment.update(searcher="random", num_samples=1)
+        params = {**fixed, "hidden": 16, "batch_size": 64, "hyper_every": 5}
+    elif arm == "hybrid":
+        experiment.update(searcher="random", num_samples=4, scheduler={
+            "name": "pbt", "perturbation_interval": 2,
+            "hyperparam_mutations": {"batch_size": [32, 64, 128]}})
+        params = {**DISCRETE, "lr": {"type": "loguniform", "low": 0.01, "high": 0.2},
+                  "smoothing": {"type": "uniform", "low": 0.0, "high": 0.1},
+                  "hyper_every": 5, **fixed}
+    else:
+        raise ValueError(arm)
+    return {"experiment": experiment, "parameters": params}
+
+
+def _differentiable(spec: dict[str, Any]) -> dict[str, Any]:
+    if "type" in spec:
+        return {**spec, "differentiable": True}
+    return {k: _differentiable(v) for k, v in spec.items()}
+
+
+ARMS = ("tpe_asha", "random_asha", "pbt", "hypergradient_pbt", "online", "hybrid")
+
+
+def run(arm: str, seed: int, storage: str) -> dict[str, float]:
+    space = space_from_dict(document(arm, seed))
+    random.seed(seed)  # Ray's PBT explores with Python's random module, in this process
+    start = time.perf_counter()
+    results, _ = run_experiment(space, Overrides(storage_path=storage, name=f"{arm}-{seed}"),
+                                verbose=0)
+    wall = time.perf_counter() - start
+    if results.errors:
+        raise RuntimeError(f"{arm} seed {seed}: {results.errors}")
+    best = min((r.metrics for r in results), key=lambda m: m["val_loss"])
+    # a PBT trial's iterations include its donors' (its checkpoint carries their epochs), so
+    # the budget is counted from each trial's own reports
+    epochs = sum(len(r.metrics_dataframe) for r in results)
+    return {"test_accuracy": best["test_accuracy"], "val_loss": best["val_loss"],
+            "epochs": float(epochs), "wall": wall}
+
+
+def interval(values: list[float]) -> str:
+    if len(values) < 2:
+        return "n/a"
+    mean, sd = statistics.mean(values), statistics.stdev(values)
+    half = T_CRIT.get(len(values) - 1, 1.96) * sd / math.sqrt(len(values))
+    return f"{mean:+.4f} [{mean - half:+.4f}, {mean + half:+.4f}]"
+
+
+def overhead(repeats: int = 5) -> None:
+    """Seconds per epoch of the online mode against the same epoch with nothing learned
+    (this process, one thread): the hypergradients' cost in training-epoch multiples."""
+    import warnings
+
+    import torch
+
+    from autometa.trainables.digits_cnn_online import OnlineDigitsCNN
+
+    torch.set_num_threads(1)
+    base = {"train_size": 300, "hidden": 16, "seed": 0, "batch_size": 64, "maxiter": 10,
+            "hyper_every": 5}
+    plain = None
+    print("\n| learned | s / epoch | x an epoch with nothing learned |\n|---|---|---|")
+    for learn in ("none", ["lr", "momentum"], ["decay", "smoothing"], list(CONTINUOUS)):
+        run = OnlineDigitsCNN({**base, "learn": learn})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            run.train_epoch()
+            start = time.perf_counter()
+            for _ in range(repeats):
+                run.train_epoch()
+        seconds = (time.perf_counter() - start) / repeats
+        plain = plain or seconds
+        print(f"| {learn if isinstance(learn, str) else ', '.join(learn)} | {seconds:.4f} | "
+              f"{seconds / plain:.1f} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
+    parser.add_argument("--overhead-only", action="store_true")
+    args = parser.parse_args()
+    if args.overhead_only:
+        overhead()
+        return
+    ray.init(num_cpus=2, include_dashboard=False,
+             logging_config=ray.LoggingConfig(log_level="WARNING"))
+    print(f"# {platform.node()}, 2 CPUs, Ray {ray.__version__}, {time.strftime('%Y-%m-%d')}")
+    rows: dict[str, list[dict[str, float]]] = {a: [] for a in args.arms}
+    with tempfile.TemporaryDirectory() as storage:
+        for seed in args.seeds:
+            for arm in args.arms:
+                row = run(arm, seed, storage)
+                rows[arm].append(row)
+                print(f"{arm} seed {seed}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items()),
+                      flush=True)
+    print(f"\n| arm | test accuracy | val CE | epochs | wall (s) | test accuracy - tpe_asha "
+          f"(paired, 95 % t) |  ({len(args.seeds)} seeds, mean ± std)")
+    print("|---|---|---|---|---|---|")
+    for arm, runs in rows.items():
+        cells = []
+        for key in ("test_accuracy", "val_loss", "epochs", "wall"):
+            values = [r[key] for r in runs]
+            sd = statistics.stdev(values) if len(values) > 1 else 0.0
+            digits = 0 if key in ("epochs", "wall") else 4
+            cells.append(f"{statistics.mean(values):.{digits}f} ± {sd:.{digits}f}")
+        paired = (interval([r["test_accuracy"] - b["test_accuracy"]
+                            for r, b in zip(runs, rows["tpe_asha"], strict=True)])
+                  if "tpe_asha" in rows and arm != "tpe_asha" else "-")
+        print(f"| {arm} | " + " | ".join(cells) + f" | {paired} |")
+    if "hybrid" in rows and "pbt" in rows:
+        print("\nhybrid - pbt, test accuracy (paired, 95 % t): " + interval(
+            [h["test_accuracy"] - p["test_accuracy"]
+             for h, p in zip(rows["hybrid"], rows["pbt"], strict=True)]))
+    overhead()
+
+
+if __name__ == "__main__":
+    main()
