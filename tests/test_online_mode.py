@@ -217,6 +217,10 @@ def test_the_hybrid_file_runs_and_each_trial_reports_its_trajectory(tmp_path, ra
         assert all(r["hparams/lr"] != start for r in rows) and rows[0]["hparams/lr"] != \
             rows[1]["hparams/lr"]
         assert {"hypergrad/decay.conv1", "hypergrad/smoothing", "hyperstep_trust"} <= set(rows[1])
+    folder = os.path.dirname(os.path.dirname(files[0]))
+    assert main(["show", folder, "--no-html"]) == 0
+    shown = capsys.readouterr().out
+    assert "Learned during the trial" in shown and "trajectory_lr.png" in shown, shown
 
 
 def test_report_only_mode_takes_hypergradients_and_keeps_the_config_values():

@@ -22,6 +22,7 @@ from autometa.launch.outcome import EXIT_TRIALS_LOST
 from autometa.launch.report import (
     error_lines,
     hypergrad_summary,
+    learned_line,
     policy_summary,
     print_report,
     race_line,
@@ -302,6 +303,7 @@ def _show(args: argparse.Namespace) -> int:
     lines = []
     if summary.candidates is not None and "survivor" in summary.candidates:
         lines.append("Race: " + race_line(summary))
+    lines.append(learned_line(summary, summary.table.iloc[0]["trial_id"]))
     if summary.hypergrad_checks:
         lines.append(hypergrad_summary(*summary.hypergrad_checks))
     lines.append(policy_summary(summary) or "")
