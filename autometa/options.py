@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from autometa.space.errors import shown_value
 from autometa.trial.keys import finite_number
 
 KINDS = ("int", "number", "bool", "str", "list", "dict", "callable", "any")
@@ -87,13 +88,13 @@ class Option:
             ok = any(value == c and type(value) is type(c) for c in self.choices)
             return None if ok else f"must be {self.describe()}, got {value!r}"
         if not self._kind_ok(value):
-            return f"must be {self.describe()}, got {_shown(value)}"
+            return f"must be {self.describe()}, got {shown_value(value)}"
         if self.kind in ("int", "number") and not self._in_range(value):
-            return f"must be {self.describe()}, got {_shown(value)}"
+            return f"must be {self.describe()}, got {shown_value(value)}"
         if self.kind == "list" and self.length is not None:
             if len(value) != self.length or any(
                     isinstance(v, bool) or finite_number(v) is None for v in value):
-                return f"must be {self.describe()}, got {_shown(value)}"
+                return f"must be {self.describe()}, got {shown_value(value)}"
         if self.kind == "dict" and self.fields:
             declared = {f.name: f for f in self.fields}
             for key, item in value.items():
@@ -130,12 +131,6 @@ class Option:
             return False
         return not (self.high is not None
                     and (v > self.high or (self.high_open and v == self.high)))
-
-
-def _shown(value: Any) -> str:
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10 ** 30:
-        return f"an integer of {len(str(abs(value)))} digits"
-    return repr(value)
 
 
 class Declared:

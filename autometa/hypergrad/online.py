@@ -107,7 +107,7 @@ class OnlineUpdater:
 
     def values(self) -> dict[str, torch.Tensor]:
         """Every hyperparameter's current value, by name."""
-        return {n: hp.values()[n] for n, hp in self.owners.items()}
+        return {n: v for hp in dict.fromkeys(self.owners.values()) for n, v in hp.values().items()}
 
     def step(self, *results: Hypergradients) -> OnlineStep:
         """Move every hyperparameter the ``results`` have a hypergradient for (others stay),

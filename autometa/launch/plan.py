@@ -84,9 +84,7 @@ def plan_experiment(space: Space, overrides: Overrides | None = None,
                                       scheduler_defaults(exp),
                                       {"max_t": ("stop", "training_iteration")})
     # the searcher whose model the scheduler's budgets are for: itself, or its base
-    modelled = searcher
-    if "base" in searcher_values and searcher_values["base"] in SEARCHERS:
-        modelled = searcher_spec(searcher_values["base"])
+    modelled = searcher.base(searcher_values) or searcher
     if scheduler.only_with is not None and modelled is not scheduler.only_with:
         required = searcher_name(scheduler.only_with)
         raise space.error(f"the {exp.scheduler.name} scheduler works only with the {required} "

@@ -40,6 +40,12 @@ class SearcherSpec(Declared):
     """Its suggestions are independent draws from the space, as Tune's own variant generator
     makes them (the searcher a population scheduler's file names)."""
 
+    @classmethod
+    def base(cls, values: dict[str, Any]) -> type[SearcherSpec] | None:
+        """The declaration of the searcher it composes with these (checked) option values,
+        None when it composes none."""
+        return None
+
 
 class GridSpec(SearcherSpec):
     implementation = "autometa.searchers.grid:GridSearcher"
@@ -97,16 +103,22 @@ class HypergradientSpec(SearcherSpec):
     keeps_chains = True
 
     @classmethod
+    def base(cls, values: dict[str, Any]) -> type[SearcherSpec] | None:
+        from autometa.searchers import searcher_spec
+
+        return searcher_spec(values["base"])
+
+    @classmethod
     def together(cls, values: dict[str, Any]) -> tuple[str, str] | None:
         from autometa.options import OptionError
-        from autometa.searchers import base_searcher_names, searcher_spec
+        from autometa.searchers import base_searcher_names
 
         bases = base_searcher_names()
         if values["base"] not in bases:
             return "base", f"base must be one of {bases}, got {values['base']!r}"
         try:
-            searcher_spec(values["base"]).check(values["base_options"] or {},
-                                                f"the base searcher {values['base']!r}")
+            cls.base(values).check(values["base_options"] or {},
+                                   f"the base searcher {values['base']!r}")
         except OptionError as err:
             return "base_options", f"base_options: {err}"
         if not values["min_radius"] <= values["radius"] <= values["max_radius"]:

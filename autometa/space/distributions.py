@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from autometa.space.errors import SpaceError
+from autometa.space.errors import SpaceError, shown_value
 from autometa.space.parameters import _same
 from autometa.trial.keys import finite_number
 
@@ -213,8 +213,8 @@ def _number(spec: dict, key: str, at: tuple) -> float:
         raise SpaceError(f"expected a number, got {describe_kind(value)}{hint}",
                          key_path=at + (key,))
     if finite_number(value) is None:  # NaN, inf, or an integer too large for a float
-        shown = value if isinstance(value, float) else f"an integer of {len(str(abs(value)))} digits"
-        raise SpaceError(f"expected a finite number, got {shown}", key_path=at + (key,))
+        raise SpaceError(f"expected a finite number, got {shown_value(value)}",
+                         key_path=at + (key,))
     return float(value)
 
 

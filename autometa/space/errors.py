@@ -19,6 +19,13 @@ def format_key_path(path: Sequence[str | int]) -> str:
     return out or "<top level>"
 
 
+def shown_value(value: object) -> str:
+    """A value for a message: its ``repr``, an integer of thousands of digits by its length."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10 ** 30:
+        return f"an integer of {len(str(abs(value)))} digits"
+    return repr(value)
+
+
 class SpaceError(ValueError):
     """A search-space file (or dict) is malformed.
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from autometa.space.errors import SpaceError
+from autometa.space.errors import SpaceError, shown_value
 from autometa.trial.keys import finite_number
 
 _KEYS = ("name", "trainable", "metric", "mode", "searcher", "scheduler", "num_samples",
@@ -106,7 +106,7 @@ def parse_experiment(doc: Any, default_name: str | None = None) -> Experiment:
         seed = doc["seed"]
         if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
             # the searchers' own check (NumPy and hyperopt take 32-bit seeds)
-            raise SpaceError(f"seed must be an integer in [0, 2**32 - 1], got {_shown(seed)}",
+            raise SpaceError(f"seed must be an integer in [0, 2**32 - 1], got {shown_value(seed)}",
                              key_path=at + ("seed",))
         exp.seed = seed
     if "max_failures" in doc:
@@ -149,7 +149,7 @@ def check_resources(doc: Any, at: tuple) -> dict[str, float]:
         if not isinstance(key, str):
             raise SpaceError("resource names must be strings", key_path=at + (key,))
         if isinstance(value, bool) or finite_number(value) is None or value < 0:
-            raise SpaceError(f"expected a finite number >= 0, got {_shown(value)}",
+            raise SpaceError(f"expected a finite number >= 0, got {shown_value(value)}",
                              key_path=at + (key,))
         if key == "gpu" and value > 1 and value != int(value):
             raise SpaceError("a fractional gpu request must be at most 1 (e.g. 0.5)", key_path=at + (key,))
@@ -165,16 +165,9 @@ def _stop(doc: Any, at: tuple) -> dict[str, float]:
                          key_path=at)
     for key, value in doc.items():
         if isinstance(value, bool) or finite_number(value) is None:
-            raise SpaceError(f"expected a finite number, got {_shown(value)}",
+            raise SpaceError(f"expected a finite number, got {shown_value(value)}",
                              key_path=at + (key,))
     return dict(doc)
-
-
-def _shown(value: Any) -> str:
-    """A value for a message (an integer of thousands of digits by its length)."""
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10 ** 30:
-        return f"an integer of {len(str(abs(value)))} digits"
-    return repr(value)
 
 
 def _string(doc: dict, key: str, at: tuple) -> str:
@@ -188,7 +181,7 @@ def _int(doc: dict, key: str, at: tuple, minimum: int) -> int:
     value = doc[key]
     # (Tune keeps counts in 64-bit integers; 2**63 trials is no plan either)
     if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value < 2**63:
-        raise SpaceError(f"expected an integer >= {minimum} (below 2**63), got {_shown(value)}",
+        raise SpaceError(f"expected an integer >= {minimum} (below 2**63), got {shown_value(value)}",
                          key_path=at + (key,))
     return value
 

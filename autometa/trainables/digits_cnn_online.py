@@ -43,6 +43,7 @@ donor's learned values with its weights (a checkpoint of another ``hidden`` is n
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
@@ -214,9 +215,7 @@ class OnlineDigitsCNN:
         """The last hypergradients with the values now in use (what a report describes)."""
         if self.last_result is None:
             return None
-        values = self.updater.values()
-        return type(self.last_result)(self.last_result.grads, values,
-                                      self.last_result.val_loss, self.last_result.info)
+        return dataclasses.replace(self.last_result, values=self.updater.values())
 
     # ------------------------------------------------------------- persistence
     def state_dict(self) -> dict[str, Any]:
