@@ -186,3 +186,88 @@ def test_a_trial_ending_by_itself_does_not_strand_paused_ones(ray_session, stora
     assert time.monotonic() - start < 80, "the run waited for its time budget: trials stranded"
     by_x = {r.config["x"]: r.metrics["training_iteration"] for r in results}
     assert by_x[0.1] == by_x[0.2] == 9 and by_x[0.3] == 2
+
+
+def _controller(scheduler, storage):
+    """A real Tune controller over four trials the real BOHB searcher suggested."""
+    from ray.train._internal.storage import StorageContext
+    from ray.tune import register_trainable
+    from ray.tune.execution.tune_controller import TuneController
+    from ray.tune.search import SearchGenerator
+
+    from autometa.searchers.bohb import BOHBSearcher
+    from autometa.space import space_from_text
+
+    register_trainable("stranded", lambda config: None)
+    context = StorageContext(storage_path=storage, experiment_dir_name="stranded")
+    searcher = BOHBSearcher(space_from_text("parameters: {x: {type: uniform, low: 0, high: 1}}"),
+                            metric="loss", mode="min", seed=0)
+    controller = TuneController(scheduler=scheduler, storage=context,
+                                search_alg=SearchGenerator(searcher))
+    for i in range(4):
+        trial = Trial("stranded", config=searcher.suggest(f"t{i}"), trial_id=f"t{i}",
+                      storage=context)
+        trial.init_local_path()
+        controller.add_trial(trial)
+    return controller
+
+
+def _run_as_tune_does(controller, scheduler, before=lambda: None, steps=50):
+    """Tune's loop, one trial at a time: run the chosen trial until its scheduler pauses or
+    stops it (loss = the trial's number; the trainable ends at max_t = 4). Returns each
+    trial's iterations, or None when nothing was chosen while trials were left unfinished."""
+    done = {t: 0 for t in controller.get_trials()}
+    for _ in range(steps):
+        before()
+        trial = scheduler.choose_trial_to_run(controller)
+        if trial is None:
+            return {t.trial_id: n for t, n in done.items()} if controller.is_finished() else None
+        while True:
+            controller._set_trial_status(trial, Trial.RUNNING)  # (Tune's own bookkeeping)
+            done[trial] += 1
+            decision = scheduler.on_trial_result(controller, trial, {
+                "training_iteration": done[trial], "time_total_s": float(done[trial]),
+                "loss": float(trial.trial_id[1:])})
+            if decision == "PAUSE":
+                controller._set_trial_status(trial, Trial.PAUSED)
+                break
+            if decision == "STOP" or done[trial] == 4:
+                controller.stop_trial(trial)
+                break
+    raise AssertionError("the loop did not end")
+
+
+def test_paused_trials_no_bracket_would_resume_are_resumed_or_stopped(ray_session, storage):
+    """What a driver killed between the scheduler's and Tune's writes once left after the
+    restore (seen in the kill campaign, bohb): the trial the bracket kept at its last halving is
+    paused but no longer due to resume, and a trial the bracket had stopped is paused again.
+    Ray's scheduler then chooses nothing, for ever; this one resumes the first and stops the
+    second (the fix is shared with ``hyperband``'s scheduler)."""
+    from ray.tune.schedulers import HyperBandForBOHB
+
+    def strand(controller, scheduler):
+        def before():
+            bracket = scheduler._trial_info[controller.get_trials()[0]][0]
+            if bracket._cumul_r == 4 and bracket.trials_to_unpause:  # just halved to 4
+                kept, = bracket.trials_to_unpause
+                bracket.trials_to_unpause.clear()
+                stopped = next(t for t in controller.get_trials()
+                               if t.status == Trial.TERMINATED)
+                controller._live_trials.add(stopped)
+                controller._set_trial_status(stopped, Trial.PAUSED)
+                stranded.extend([kept, stopped])
+        return before
+
+    for cls, ends in ((HyperBandForBOHB, False), (ResumableHyperBandForBOHB, True)):
+        stranded = []
+        scheduler = cls(metric="loss", mode="min", max_t=4, reduction_factor=2)
+        controller = _controller(scheduler, storage)
+        assert _run_as_tune_does(controller, scheduler) is not None  # unstranded: it ends
+        scheduler = cls(metric="loss", mode="min", max_t=4, reduction_factor=2)
+        controller = _controller(scheduler, storage)
+        ran = _run_as_tune_does(controller, scheduler, strand(controller, scheduler))
+        assert len(stranded) == 2, "the state was not reached"
+        assert (ran is not None) == ends, cls.__name__
+    kept, stopped = stranded
+    assert all(t.status == Trial.TERMINATED for t in controller.get_trials())
+    assert ran[kept.trial_id] == 4 and ran[stopped.trial_id] == 2  # resumed; not run again

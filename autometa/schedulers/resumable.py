@@ -178,17 +178,52 @@ class _BracketsReconciled(ResumableMixin):
         self._ready()
         for trial in list(self._to_stop):
             self._to_stop.discard(trial)
-            if trial.status == Trial.PENDING:
+            if trial.status in (Trial.PENDING, Trial.PAUSED):
                 tune_controller.stop_trial(trial)
-        return super().choose_trial_to_run(tune_controller, *args, **kwargs)
+        chosen = super().choose_trial_to_run(tune_controller, *args, **kwargs)
+        if chosen is None and tune_controller is not None:
+            chosen = self._unstrand(tune_controller)
+        return chosen
+
+    def _unstrand(self, tune_controller: Any) -> Trial | None:
+        """With nothing running or pending, the PAUSED trials no bracket will ever resume.
+
+        Ray resumes a paused trial only from its bracket's ``trials_to_unpause``, so a trial
+        paused below its bracket's milestone but not listed there, or paused and live in no
+        bracket, waits forever, and so does Tune (a driver killed between the scheduler's and
+        Tune's writes left both after a restore). The first is what the bracket decided to
+        continue: it is listed and returned; the second is what a bracket had stopped: it is
+        stopped.
+        """
+        trials = tune_controller.get_trials()
+        if any(t.status in (Trial.RUNNING, Trial.PENDING) for t in trials):
+            return None
+        chosen = None
+        for trial in trials:
+            if trial.status != Trial.PAUSED:
+                continue
+            bracket = self._trial_info[trial][0] if trial in self._trial_info else None
+            if bracket is None or trial not in bracket._live_trials:
+                logger.info("scheduler: trial %s was paused in no bracket; stopped",
+                            trial.trial_id)
+                tune_controller.stop_trial(trial)
+            elif trial not in bracket.trials_to_unpause and bracket.continue_trial(trial):
+                logger.info("scheduler: trial %s was paused below its bracket's milestone "
+                            "and not due to resume; resumed", trial.trial_id)
+                self._unpause_trial(tune_controller, trial)
+                bracket.trials_to_unpause.add(trial)
+                chosen = chosen or trial
+        return chosen
 
     def on_trial_remove(self, tune_controller: Any, trial: Trial) -> None:
         self._ready()
-        bracket = self._trial_info[trial][0] if trial in self._trial_info else None
+        if trial not in self._trial_info:  # in no bracket (Ray's would raise KeyError)
+            return
+        bracket = self._trial_info[trial][0]
         super().on_trial_remove(tune_controller, trial)
         # A trial that ends by itself can be the last one a bracket waited for: the bracket is
         # then finished, and Ray leaves the trials paused at its last milestone paused forever.
-        if bracket is not None and bracket.finished() and not bracket.is_being_processed:
+        if bracket.finished() and not bracket.is_being_processed:
             bracket.is_being_processed = True  # their removals must not come back here
             try:
                 bracket.cleanup_full(tune_controller)
