@@ -37,7 +37,7 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import stats
+from intervals import interval  # (benchmarks/intervals.py)
 from sklearn.datasets import load_digits
 from torch import nn
 from torchvision.transforms import v2
@@ -162,13 +162,6 @@ def tpe_randaugment(x8, y, fit, val, seed: int, args) -> tuple[int, int]:
     best = hyperopt.fmin(loss, space, algo=hyperopt.tpe.suggest, max_evals=args.tpe_trials,
                          rstate=np.random.default_rng(seed), show_progressbar=False)
     return int(best["n"]), int(best["m"])
-
-
-def interval(d: np.ndarray) -> str:
-    if len(d) < 2:
-        return f"{d.mean():+.4f}"
-    half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
-    return f"{d.mean():+.4f} [{d.mean() - half:+.4f}, {d.mean() + half:+.4f}]"
 
 
 def main() -> None:

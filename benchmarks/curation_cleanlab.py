@@ -41,6 +41,7 @@ import warnings
 
 import numpy as np
 import torch
+from intervals import interval  # (benchmarks/intervals.py)
 from sklearn import datasets
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
@@ -218,9 +219,10 @@ def table(rows: list[dict], arms: list[str], label: str) -> None:
     parts = []
     for key in ("auroc", "prec", "acc"):
         d = [r[f"{key}_autometa"] - r[f"{key}_cleanlab"] for r in rows]
-        parts.append(f"{key} {np.mean(d):+.4f} (behind in {sum(x < 0 for x in d)} of {len(d)} "
+        parts.append(f"{key} {interval(d)} (behind in {sum(x < 0 for x in d)} of {len(d)} "
                      f"seeds, worst {min(d):+.4f})")
-    print("autometa - cleanlab: " + "; ".join(parts), flush=True)
+    print("autometa - cleanlab, paired over seeds (mean [95 % t interval]): " + "; ".join(parts),
+          flush=True)
 
 
 def main() -> None:

@@ -28,7 +28,6 @@ difference to ``tpe_asha`` with a 95 % t-interval.
 from __future__ import annotations
 
 import argparse
-import math
 import platform
 import random
 import statistics
@@ -37,6 +36,7 @@ import time
 from typing import Any
 
 import ray
+from intervals import interval  # (benchmarks/intervals.py)
 
 from autometa.launch.plan import Overrides
 from autometa.launch.run import run_experiment
@@ -52,8 +52,6 @@ CONTINUOUS = {
 }
 DISCRETE = {"hidden": {"type": "choice", "values": [8, 16]},
             "batch_size": {"type": "choice", "values": [32, 64, 128]}}
-T_CRIT = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
-          9: 2.262}
 
 
 def document(arm: str, seed: int) -> dict[str, Any]:
@@ -115,14 +113,6 @@ def run(arm: str, seed: int, storage: str) -> dict[str, float]:
     epochs = sum(len(r.metrics_dataframe) for r in results)
     return {"test_accuracy": best["test_accuracy"], "val_loss": best["val_loss"],
             "epochs": float(epochs), "wall": wall}
-
-
-def interval(values: list[float]) -> str:
-    if len(values) < 2:
-        return "n/a"
-    mean, sd = statistics.mean(values), statistics.stdev(values)
-    half = T_CRIT.get(len(values) - 1, 1.96) * sd / math.sqrt(len(values))
-    return f"{mean:+.4f} [{mean - half:+.4f}, {mean + half:+.4f}]"
 
 
 def overhead(repeats: int = 5) -> None:
