@@ -270,6 +270,58 @@ def test_auto_damping_refuses_a_damping_that_would_swamp_the_hessian():
     assert info.relative_residual > info.tol and "raise maxiter" in info.message
 
 
+def test_the_engine_reuses_its_spectrum_estimate_and_converged_keeps_its_meaning(monkeypatch):
+    """The 20-product spectrum estimate (for the automatic damping and the advice) is taken
+    once per ``spectrum_every`` calls; a damping from a reused estimate is checked like any
+    other, so a wrong estimate can cost convergence but never makes "converged" untrue."""
+    from torch import nn
+
+    import autometa.hypergrad.implicit as implicit
+    from autometa.hypergrad.model import Hyperparameters, ImplicitEngine
+    from autometa.space import space_from_dict
+
+    estimates = []
+    real = implicit.spectrum_bounds
+    monkeypatch.setattr(implicit, "spectrum_bounds",
+                        lambda *a, **k: estimates.append(1) or real(*a, **k))
+    a, b, c, lam, w, _, _ = _ill_conditioned_quadratic()
+    space = space_from_dict({"parameters": {"lam": {"type": "uniform", "low": 0.1, "high": 2.0,
+                                                    "differentiable": True}}})
+
+    def engine(every):
+        model = nn.Module()
+        model.w = nn.Parameter(w.clone())
+        hp = Hyperparameters.from_config({"lam": float(lam)}, space, dtype=DT)
+        return ImplicitEngine(model, hp, maxiter=250, spectrum_every=every, warm_start=False), (
+            lambda h: 0.5 * model.w @ a @ model.w - h["lam"] * (c @ model.w),
+            lambda h: 0.5 * ((model.w - b) ** 2).sum())
+
+    reusing, losses = engine(3)
+    results = [reusing.hypergradients(*losses) for _ in range(4)]
+    assert len(estimates) == 2  # calls 1 and 4 (each call's undamped solve misses tol)
+    fresh, fresh_losses = engine(1)
+    first = fresh.hypergradients(*fresh_losses)
+    fresh.hypergradients(*fresh_losses)
+    assert len(estimates) == 4  # every call
+    for r in results:  # the same weights: the reused estimate is the fresh one
+        assert r.info.converged and r.info.relative_residual <= r.info.tol
+        assert r.info.damping == first.info.damping > 0
+        assert torch.equal(r.grads["lam"], first.grads["lam"])
+    again, again_losses = engine(3)
+    again.load_state_dict(reusing.state_dict())
+    assert (again.spectrum, again.spectrum_age) == (reusing.spectrum, reusing.spectrum_age)
+    # a wrong estimate (well conditioned: no damping needed) is used, and the result says
+    # it did not converge
+    again.spectrum, again.spectrum_age = (0.5, 1.0), 1
+    with pytest.warns(UnconvergedWarning):
+        wrong = again.hypergradients(*again_losses)
+    assert len(estimates) == 4 and wrong.info.damping == 0.0
+    assert not wrong.info.converged and wrong.info.relative_residual > wrong.info.tol
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="spectrum_every"):
+            ImplicitEngine(nn.Linear(1, 1), again.hparams, spectrum_every=bad)
+
+
 def test_auto_damping_adds_nothing_where_the_plain_solve_converges():
     p = engines.ridge_problem()
     train, val = engines.ridge_losses(p)

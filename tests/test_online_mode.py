@@ -161,16 +161,18 @@ def test_what_is_not_learned_stays_at_its_config_value():
         _run({"learn": ["dropout"]})
 
 
-def test_the_cnn_resumes_exactly_from_its_state():
+@pytest.mark.parametrize("config", [{}, {"hyper_batch": 60, "damping": 1e-3}],
+                         ids=["whole-split", "minibatch-solves"])
+def test_the_cnn_resumes_exactly_from_its_state(config):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        straight = _run()
+        straight = _run(config)
         for _ in range(2):
             straight.train_epoch()
-        first = _run()
+        first = _run(config)
         first.train_epoch()
         state = first.state_dict()
-        resumed = _run()
+        resumed = _run(config)
         assert resumed.load_state_dict(state)
         resumed.train_epoch()
     for (name, a), b in zip(straight.model.state_dict().items(),
@@ -240,3 +242,28 @@ def test_report_only_mode_takes_hypergradients_and_keeps_the_config_values():
     assert keys["hparams/smoothing"] == pytest.approx(0.1) and "hyperstep_trust" not in metrics
     assert math.isfinite(keys["hypergrad/smoothing"]) and math.isfinite(keys["hypergrad/decay.fc"])
     assert float(moved.updater.values()["smoothing"]) == pytest.approx(0.2)
+
+
+def test_minibatch_solves_take_a_fresh_subset_each_hyperstep_and_bad_values_are_refused():
+    from autometa.trainables.digits_cnn_online import OnlineDigitsCNN
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        whole, sub = _run({"learn": "decay"}), _run({"learn": "decay", "hyper_batch": 40})
+        drawn = []
+        train_loss = sub.train_loss
+        sub.train_loss = lambda hp, x, y: drawn.append(x) or train_loss(hp, x, y)
+        whole.train_epoch()
+        sub.train_epoch()
+    # 4 training steps of 50 and 2 hypersteps (every 2 steps), each on 40 drawn samples
+    assert sorted(len(x) for x in drawn) == [40, 40, 50, 50, 50, 50]
+    first, second = (x for x in drawn if len(x) == 40)
+    assert not torch.equal(first, second)  # a fresh draw
+    a = whole.last_result.grads["decay.fc"]
+    b = sub.last_result.grads["decay.fc"]
+    assert float(a) != float(b)  # another system than the whole split's
+    assert _run({"hyper_batch": 10_000}).hyper_batch is None  # at least the split: all of it
+    for key, bad in (("hyper_batch", 0), ("hyper_batch", "half"), ("hyper_batch", 2.5),
+                     ("damping", -1.0), ("damping", "lots")):
+        with pytest.raises(ValueError, match=key):
+            OnlineDigitsCNN({**CONFIG, key: bad})

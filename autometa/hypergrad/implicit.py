@@ -101,11 +101,15 @@ class ImplicitResult:
         grads: :math:`dL_{val}/d\\theta_i`, one per hyperparameter tensor, detached.
         info: The checks.
         solution: :math:`v`, to warm-start the next solve (``init=``).
+        spectrum: The undamped Hessian's extreme eigenvalues along the validation gradient
+            that this call estimated or was given (None: none was needed), for ``spectrum=``
+            of a later call.
     """
 
     grads: list[torch.Tensor]
     info: HypergradientInfo
     solution: torch.Tensor | None
+    spectrum: tuple[float, float] | None = None
 
 
 def resolve_method(method: str) -> str:
@@ -142,7 +146,8 @@ def implicit_hypergradient(train_loss: torch.Tensor, val_loss: torch.Tensor,
                            method: str = "auto", damping: float | str = 0.0,
                            tol: float = DEFAULT_TOL,
                            inner_tol: float = DEFAULT_INNER_TOL, init: torch.Tensor | None = None,
-                           check: bool = True, **options: float) -> ImplicitResult:
+                           check: bool = True, spectrum: tuple[float, float] | None = None,
+                           **options: float) -> ImplicitResult:
     r"""The implicit hypergradient from the two loss values and the tensors they depend on.
 
     The building block of :func:`hypergradient` and of
@@ -167,6 +172,11 @@ def implicit_hypergradient(train_loss: torch.Tensor, val_loss: torch.Tensor,
         check: Measure the residual (one extra Hessian-vector product) and warn with
             :class:`UnconvergedWarning` when a check fails. Without it ``converged`` is False
             (nothing was measured) and nothing is said.
+        spectrum: ``(lowest, highest)`` eigenvalue of the undamped Hessian along the validation
+            gradient from an earlier call (its ``result.spectrum``), used instead of the
+            20-product estimate that the automatic damping and the advice of a failed solve
+            need. Only those depend on it: a damping taken from it is still checked by the
+            residual, so ``converged`` keeps its meaning.
         **options: Options of the solver (``maxiter``, ``alpha``, ``terms``). ``alpha="auto"``
             (Neumann, fixed point) uses :math:`1/\lambda_{max}` from 30 power iterations.
     """
@@ -203,7 +213,7 @@ def implicit_hypergradient(train_loss: torch.Tensor, val_loss: torch.Tensor,
         hv = flatten(_grads(inner, weights, grad_outputs=v, retain_graph=True)).detach()
         return hv + shift[0] * v if shift[0] else hv
 
-    undamped: list[tuple[float, float]] = []
+    undamped: list[tuple[float, float]] = [] if spectrum is None else [tuple(map(float, spectrum))]
 
     def spectrum() -> tuple[float, float]:
         # extreme eigenvalues of H + shift I along g: a short Lanczos run (20 products) on H,
@@ -215,9 +225,16 @@ def implicit_hypergradient(train_loss: torch.Tensor, val_loss: torch.Tensor,
         low, high = undamped[0]
         return low + shift[0], high + shift[0]
 
+    measured: list[tuple[torch.Tensor, float, float]] = []  # the last (v, shift, residual)
+
     def relative_residual(v: torch.Tensor) -> float:
+        # |(H + shift I) v - g| / |g|, one product (none again for the same v and shift)
+        if measured and measured[0][0] is v and measured[0][1] == shift[0]:
+            return measured[0][2]
         g_norm = float(torch.linalg.vector_norm(g))
-        return float(torch.linalg.vector_norm(matvec(v) - g)) / g_norm if g_norm > 0 else 0.0
+        value = float(torch.linalg.vector_norm(matvec(v) - g)) / g_norm if g_norm > 0 else 0.0
+        measured[:] = [(v, shift[0], value)]
+        return value
 
     if auto_alpha:
         top = largest_eigenvalue(matvec, g)
@@ -252,7 +269,7 @@ def implicit_hypergradient(train_loss: torch.Tensor, val_loss: torch.Tensor,
                              damping, tol, inner_tol, finite, message)
     if check and not converged:
         warnings.warn(message, UnconvergedWarning, stacklevel=3)
-    return ImplicitResult(grads, info, v)
+    return ImplicitResult(grads, info, v, undamped[0] if undamped else None)
 
 
 def _damped_solve(solve, matvec, relative_residual, spectrum, shift: list[float],

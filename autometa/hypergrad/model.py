@@ -274,6 +274,10 @@ class ImplicitEngine:
         inner_tol: Largest inner gap relative to the hypergradient's norm
             (:mod:`autometa.hypergrad.implicit`).
         warm_start: Start each solve from the previous solution.
+        spectrum_every: Re-estimate the Hessian's extreme eigenvalues (20 products, needed
+            only by the automatic damping and the advice of a failed solve) at most every
+            this many calls, using the last estimate in between (1: every call). The residual
+            check is not affected: ``converged`` means the same either way.
         **options: Solver options (``maxiter``: at most that many Hessian-vector products,
             300 by default, each about two backward passes).
     """
@@ -281,11 +285,17 @@ class ImplicitEngine:
     def __init__(self, model: nn.Module, hparams: Hyperparameters, *, method: str = "auto",
                  damping: float | str = "auto", tol: float = DEFAULT_TOL,
                  inner_tol: float = DEFAULT_INNER_TOL, warm_start: bool = True,
-                 **options: Any) -> None:
+                 spectrum_every: int = 5, **options: Any) -> None:
+        if isinstance(spectrum_every, bool) or not isinstance(spectrum_every, int) or \
+                spectrum_every < 1:
+            raise ValueError(f"spectrum_every must be an integer >= 1, got {spectrum_every!r}")
         self.model, self.hparams = model, hparams
         self.method, self.damping, self.tol, self.inner_tol = method, damping, tol, inner_tol
         self.warm_start, self.options = warm_start, options
+        self.spectrum_every = spectrum_every
         self.solution: torch.Tensor | None = None
+        self.spectrum: tuple[float, float] | None = None  # the last estimate and its age
+        self.spectrum_age = 0
 
     def hypergradients(self, train_loss: Closure, val_loss: Closure) -> Hypergradients:
         """:math:`dL_{val}/dx` for every hyperparameter at the model's current weights.
@@ -314,12 +324,13 @@ class ImplicitEngine:
             model.eval()
             val_value = val_loss(values)
             init = self.solution if self.warm_start else None
+            hint = self.spectrum if self.spectrum_age < self.spectrum_every else None
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # said once, below, from the caller's line
                 result = implicit_hypergradient(
                     _scalar(train_value, "train_loss"), _scalar(val_value, "val_loss"), weights,
                     list(raws.values()), method=self.method, damping=self.damping, tol=self.tol,
-                    inner_tol=self.inner_tol, init=init, **self.options)
+                    inner_tol=self.inner_tol, init=init, spectrum=hint, **self.options)
         finally:
             model.train(was_training)
             with torch.no_grad():
@@ -327,6 +338,10 @@ class ImplicitEngine:
                     b.copy_(buffers[name])
         if result.solution is not None:
             self.solution = result.solution
+        if hint is not None:
+            self.spectrum_age += 1
+        elif result.spectrum is not None:  # estimated by this call
+            self.spectrum, self.spectrum_age = result.spectrum, 1
         if not result.info.converged:
             from autometa.hypergrad.implicit import UnconvergedWarning
 
@@ -335,12 +350,16 @@ class ImplicitEngine:
         return Hypergradients(grads, self.hparams.values(), float(val_value.detach()), result.info)
 
     def state_dict(self) -> dict[str, Any]:
-        """The warm-start solution and the hyperparameters' raw tensors (to resume exactly)."""
+        """The warm-start solution, the spectrum estimate and the hyperparameters' raw tensors
+        (to resume exactly)."""
         return {"solution": None if self.solution is None else self.solution.clone(),
+                "spectrum": self.spectrum, "spectrum_age": self.spectrum_age,
                 "hparams": self.hparams.state_dict()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.solution = state.get("solution")
+        self.spectrum = state.get("spectrum")
+        self.spectrum_age = int(state.get("spectrum_age", 0))
         self.hparams.load_state_dict(state.get("hparams", {}))
 
 

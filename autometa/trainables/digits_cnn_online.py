@@ -3,7 +3,7 @@
 The online mode (:mod:`autometa.hypergrad.online`), through the same public API a user's own
 model would use: every ``hyper_every`` SGD steps, the weight decay of each layer and the label
 smoothing move against their implicit hypergradients (:class:`ImplicitEngine`, over the whole
-training split, warm-started), and the learning rate and momentum against their hypergradient
+training split or a fresh random ``hyper_batch`` of it, warm-started), and the learning rate and momentum against their hypergradient
 through those steps (:class:`UnrolledEngine`: a truncated unroll, so it sees only the short
 horizon, which is known to favour small learning rates). The validation split drives them;
 ``test_*`` is never seen. A searcher or population scheduler chooses the rest (``hidden``,
@@ -25,6 +25,12 @@ hyper_lr       0.05        the hypersteps' Adam step, in log/logit units
 hyper_update   true        false: take and report the hypergradients, move nothing (for a
                            population scheduler that moves the values itself)
 maxiter        20          Hessian-vector products of each implicit solve
+hyper_batch    all         training samples in each implicit solve's training loss: ``all``
+                           (the whole split), or a number: a fresh random subset of that
+                           many at each hyperstep (the Hessian of a minibatch: cheaper, and
+                           ``converged`` then speaks of that minibatch's system)
+damping        auto        the implicit solves' damping (:class:`ImplicitEngine`): ``auto``
+                           or a number >= 0
 hidden         16          channels of the first convolution
 batch_size     64          minibatch size
 epochs         10          epochs (one report each, with a checkpoint)
@@ -134,8 +140,10 @@ class OnlineDigitsCNN:
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=start["lr"],
                                          momentum=start["momentum"])
         self.implicit = (ImplicitEngine(self.model, self.loss_hp,
+                                        damping=_damping(config.get("damping", "auto")),
                                         maxiter=int(config.get("maxiter", 20)))
                          if self.loss_hp is not None else None)
+        self.hyper_batch = _hyper_batch(config.get("hyper_batch", "all"), size)
         self.unrolled = (UnrolledEngine(self.model, self.optimizer, self.opt_hp)
                          if self.opt_hp is not None else None)
         held = [h for h in (self.loss_hp, self.opt_hp) if h is not None]
@@ -202,9 +210,13 @@ class OnlineDigitsCNN:
         """Hypergradients at the current weights, then the online update."""
         results = []
         if self.implicit is not None:
-            results.append(self.implicit.hypergradients(
-                lambda h: self.train_loss(h, self.t["x_train"], self.t["y_train"]),
-                self.val_loss))
+            x, y = self.t["x_train"], self.t["y_train"]
+            if self.hyper_batch is not None:
+                idx = torch.as_tensor(self.rng.choice(self.size, self.hyper_batch, replace=False),
+                                      device=self.device)
+                x, y = x[idx], y[idx]
+            results.append(self.implicit.hypergradients(lambda h: self.train_loss(h, x, y),
+                                                        self.val_loss))
         if self.unrolled is not None:
             results.append(self.unrolled.hypergradients(self.val_loss))
         self.last_result = combine(*results)
@@ -244,6 +256,23 @@ class OnlineDigitsCNN:
             if mine is not None and state.get(part) is not None:
                 mine.load_state_dict(state[part])
         return True
+
+
+def _damping(value: Any) -> float | str:
+    if value == "auto":
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise ValueError(f"damping must be 'auto' or a number >= 0, got {value!r}")
+    return float(value)
+
+
+def _hyper_batch(value: Any, size: int) -> int | None:
+    """None for the whole training split, else a subset size in [1, size]."""
+    if value in ("all", None):
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"hyper_batch must be 'all' or an integer >= 1, got {value!r}")
+    return None if value >= size else value
 
 
 def _get(nested: dict[str, Any], key: str) -> Any:
