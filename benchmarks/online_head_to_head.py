@@ -9,18 +9,22 @@ Arms, all through Ray Tune with the same trainable, each on the same seeds:
 
 * ``tpe_asha``, ``random_asha``: TPE (6 random starts) or random search over all eight
   parameters, ASHA (grace 1, reduction factor 3, max_t 10), 10 trials (about the 40 epochs
-  of a population of 4); nothing learned in-trial;
+  of a population of 4); nothing learned in-trial; ``tpe_asha_large``: TPE + ASHA with 150
+  trials (15 random starts), about ten times the hybrid's epochs;
 * ``pbt``: Ray's PBT over all eight, a population of 4, perturbation every 2 epochs;
 * ``hypergradient_pbt``: the same, the decays and the smoothing moved along the reported
   hypergradients (the trials report them, ``hyper_update: false``), the rest mutated;
 * ``online``: one trial from the defaults (width 16, batch 64, lr 0.05, momentum 0.9, decays
   1e-4, smoothing 0.05) learning the five continuous parameters as it trains;
+  ``online_cheap``: the same with the implicit solves on a fresh half of the training split
+  (``hyper_batch: 150``) and a hyperstep every 10 steps (2 epochs) instead of 5;
 * ``hybrid``: PBT (population 4) draws the width, batch size and start values and mutates the
   batch size; every trial learns the continuous parameters as it trains.
 
 Reported per arm: the test accuracy of the trial with the best final validation loss, the
 epochs all its trials trained (the budget), wall time; mean ± std over seeds and the paired
-difference to ``tpe_asha`` with a 95 % t-interval.
+difference to ``tpe_asha`` with a 95 % t-interval (and of the hybrid and the online arms to
+``tpe_asha_large``, with their share of its epochs).
 
     python benchmarks/online_head_to_head.py [--seeds 0 1 2 3 4]
 """
@@ -60,11 +64,12 @@ def document(arm: str, seed: int) -> dict[str, Any]:
                                   "mode": "min", "seed": seed, "max_concurrent_trials": 2,
                                   "stop": {"training_iteration": EPOCHS}}
     params: dict[str, Any] = {**CONTINUOUS, **DISCRETE, **fixed, "learn": "none"}
-    if arm in ("tpe_asha", "random_asha"):
-        experiment.update(searcher={"name": "tpe", "n_initial_points": 6}
-                          if arm == "tpe_asha" else "random",
+    if arm in ("tpe_asha", "random_asha", "tpe_asha_large"):
+        large = arm == "tpe_asha_large"
+        experiment.update(searcher={"name": "tpe", "n_initial_points": 15 if large else 6}
+                          if arm != "random_asha" else "random",
                           scheduler={"name": "asha", "grace_period": 1, "reduction_factor": 3},
-                          num_samples=10)
+                          num_samples=LARGE if large else 10)
     elif arm in ("pbt", "hypergradient_pbt"):
         experiment.update(searcher="random", num_samples=4, scheduler={
             "name": arm, "perturbation_interval": 2,
@@ -74,9 +79,11 @@ def document(arm: str, seed: int) -> dict[str, Any]:
                 params[key] = _differentiable(CONTINUOUS[key])
             params.update(learn=["decay", "smoothing"], hyper_update=False,
                           hyper_every="epoch")  # one hypergradient per epoch, at its end
-    elif arm == "online":
+    elif arm in ("online", "online_cheap"):
         experiment.update(searcher="random", num_samples=1)
         params = {**fixed, "hidden": 16, "batch_size": 64, "hyper_every": 5}
+        if arm == "online_cheap":  # solves on half the split, a hyperstep every 2 epochs
+            params.update(hyper_batch=150, hyper_every=10)
     elif arm == "hybrid":
         experiment.update(searcher="random", num_samples=4, scheduler={
             "name": "pbt", "perturbation_interval": 2,
@@ -95,7 +102,9 @@ def _differentiable(spec: dict[str, Any]) -> dict[str, Any]:
     return {k: _differentiable(v) for k, v in spec.items()}
 
 
-ARMS = ("tpe_asha", "random_asha", "pbt", "hypergradient_pbt", "online", "hybrid")
+ARMS = ("tpe_asha", "random_asha", "pbt", "hypergradient_pbt", "online", "hybrid",
+        "tpe_asha_large", "online_cheap")
+LARGE = 150  # trials of tpe_asha_large: about ten times the hybrid's epochs
 
 
 def run(arm: str, seed: int, storage: str) -> dict[str, float]:
@@ -181,6 +190,14 @@ def main() -> None:
                             for r, b in zip(runs, rows["tpe_asha"], strict=True)])
                   if "tpe_asha" in rows and arm != "tpe_asha" else "-")
         print(f"| {arm} | " + " | ".join(cells) + f" | {paired} |")
+    for arm in ("hybrid", "online", "online_cheap"):
+        if arm in rows and "tpe_asha_large" in rows:
+            ratio = statistics.mean(r["epochs"] for r in rows[arm]) / statistics.mean(
+                r["epochs"] for r in rows["tpe_asha_large"])
+            print(f"\n{arm} - tpe_asha_large, test accuracy (paired, 95 % t): " + interval(
+                [a["test_accuracy"] - b["test_accuracy"]
+                 for a, b in zip(rows[arm], rows["tpe_asha_large"], strict=True)])
+                + f"; epochs {ratio:.3f} of tpe_asha_large's")
     if "hybrid" in rows and "pbt" in rows:
         print("\nhybrid - pbt, test accuracy (paired, 95 % t): " + interval(
             [h["test_accuracy"] - p["test_accuracy"]
