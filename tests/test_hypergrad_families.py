@@ -77,6 +77,17 @@ def test_smoothed_cross_entropy_matches_torch_and_is_differentiable():
     assert torch.autograd.gradcheck(lambda e: smoothed_cross_entropy(logits, targets, e), (eps,))
 
 
+def test_class_weights_scale_each_samples_smoothed_loss():
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(12, 4, generator=gen, dtype=DT)
+    targets = torch.randint(0, 4, (12,), generator=gen)
+    weights = torch.tensor([0.5, 1.0, 2.0, 3.0], dtype=DT)
+    per_sample = torch.nn.functional.cross_entropy(logits, targets, reduction="none",
+                                                   label_smoothing=0.1)
+    expected = (weights[targets] * per_sample).mean()
+    torch.testing.assert_close(smoothed_cross_entropy(logits, targets, 0.1, weights), expected)
+
+
 def test_balanced_cross_entropy_weights_and_adjustments():
     gen = torch.Generator().manual_seed(1)
     logits = torch.randn(10, 3, generator=gen, dtype=DT)

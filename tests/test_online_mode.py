@@ -131,11 +131,15 @@ def _run(config=None):
 
 
 def test_the_cnn_learns_every_hyperparameter_inside_its_bounds():
-    from autometa.trainables.digits_cnn_online import LEARNABLE
+    from autometa.trainables.digits_cnn_online import LEARNABLE, LEARNABLE_GROUPS
 
-    run = _run()
+    assert set(_run().updater.values()) == {"lr", "momentum", "smoothing", "decay.conv1",
+                                            "decay.conv2", "decay.fc"}  # the default
+    run = _run({"learn": list(LEARNABLE_GROUPS)})
     start = {n: float(v) for n, v in run.updater.values().items()}
-    assert set(start) == {"lr", "momentum", "smoothing", "decay.conv1", "decay.conv2", "decay.fc"}
+    assert set(start) == {p.key for p in LEARNABLE.parameters}
+    assert {n for n in start if n.startswith("class_weight.")} == {f"class_weight.c{c}"
+                                                                   for c in range(10)}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # unconverged solves early in training: reported
         for _ in range(2):
@@ -161,8 +165,10 @@ def test_what_is_not_learned_stays_at_its_config_value():
         _run({"learn": ["dropout"]})
 
 
-@pytest.mark.parametrize("config", [{}, {"hyper_batch": 60, "damping": 1e-3}],
-                         ids=["whole-split", "minibatch-solves"])
+@pytest.mark.parametrize("config", [
+    {}, {"hyper_batch": 60, "damping": 1e-3},
+    {"augment": "choice", "learn": ["decay", "class_weight", "lr"]}],
+    ids=["whole-split", "minibatch-solves", "augment-and-class-weights"])
 def test_the_cnn_resumes_exactly_from_its_state(config):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -267,3 +273,36 @@ def test_minibatch_solves_take_a_fresh_subset_each_hyperstep_and_bad_values_are_
                      ("damping", -1.0), ("damping", "lots")):
         with pytest.raises(ValueError, match=key):
             OnlineDigitsCNN({**CONFIG, key: bad})
+
+
+def test_the_cnn_learns_an_augmentation_policy_and_writes_it_for_export(tmp_path):
+    from autometa.augment.policy_file import load_policy
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        alone = _run({"augment": "choice", "learn": "none"})  # only the policy is learned
+        metrics, result = alone.train_epoch()
+    assert result is None and alone.learner.steps == 2  # every hyper_every steps
+    assert metrics["augment_moved"] > 0 and 0 < metrics["augment_entropy"]
+    probabilities = [v for k, v in metrics.items() if k.startswith("hparams/augment.p.")]
+    assert len(probabilities) == 13 and sum(probabilities) == pytest.approx(1.0)
+    alone.write_policy(str(tmp_path))
+    exported = load_policy(tmp_path / "policy.yaml")
+    weights = {c.op: c.weight for c in exported.choices}  # the learned weights, as exported
+    assert set(weights) == {"identity", *alone.policy.operations}
+    for name, p in zip(alone.policy.names, alone.policy.probabilities().tolist(), strict=True):
+        assert weights[name] == pytest.approx(p, abs=1e-5)
+    # the training batches are augmented: another run with the policy frozen at its start
+    # trains on other images than one without it
+    plain = _run({"learn": "none"})
+    frozen = _run({"augment": "choice", "learn": "none", "hyper_update": False})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plain.train_epoch()
+        frozen.train_epoch()
+    assert frozen.learner.steps == 0  # report-only: the policy stays at its start
+    assert not torch.equal(plain.model.state_dict()["1.weight"],
+                           frozen.model.state_dict()["1.weight"])
+    with pytest.raises(ValueError, match="augment must be"):
+        _run({"augment": "trivial"})
+

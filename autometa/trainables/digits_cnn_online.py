@@ -1,13 +1,15 @@
 """The digits CNN whose continuous hyperparameters are learned during its one training run.
 
 The online mode (:mod:`autometa.hypergrad.online`), through the same public API a user's own
-model would use: every ``hyper_every`` SGD steps, the weight decay of each layer and the label
-smoothing move against their implicit hypergradients (:class:`ImplicitEngine`, over the whole
-training split or a fresh random ``hyper_batch`` of it, warm-started), and the learning rate and momentum against their hypergradient
-through those steps (:class:`UnrolledEngine`: a truncated unroll, so it sees only the short
-horizon, which is known to favour small learning rates). The validation split drives them;
-``test_*`` is never seen. A searcher or population scheduler chooses the rest (``hidden``,
-``batch_size``) and the start values: ``search_spaces/online_hybrid.yaml``.
+model would use: every ``hyper_every`` SGD steps, the weight decay of each layer, the label
+smoothing and (if asked) the class weights move against their implicit hypergradients
+(:class:`ImplicitEngine`, over the whole training split or a fresh random ``hyper_batch`` of
+it, warm-started), the learning rate and momentum against their hypergradient through those
+steps (:class:`UnrolledEngine`: a truncated unroll, so it sees only the short horizon, which is
+known to favour small learning rates), and (``augment: choice``) an augmentation policy against
+its look-ahead hypergradient. The validation split drives them; ``test_*`` is never seen. A
+searcher or population scheduler chooses the rest (``hidden``, ``batch_size``) and the start
+values: ``search_spaces/online_hybrid.yaml``.
 
 Config keys (all optional):
 
@@ -18,8 +20,19 @@ lr             0.05        SGD learning rate at the start (learned in [1e-3, 1])
 momentum       0.9         SGD momentum at the start (learned in [0, 0.99])
 decay          1e-4 each   ``{conv1, conv2, fc}`` or one number (learned in [1e-6, 0.1])
 smoothing      0.05        label smoothing at the start (learned in [0, 0.3])
-learn          all         which of ``lr, momentum, decay, smoothing`` are learned (the
-                           others stay at their config values); ``none``: nothing
+class_weight   1 each      ``{c0, ..., c9}`` or one number: each digit's weight in the
+                           training loss (learned in [0.1, 10]; the AutoBalance case)
+learn          lr, momen-  which of ``lr, momentum, decay, smoothing, class_weight`` are
+               tum, decay, learned (the others stay at their config values); ``none``:
+               smoothing   nothing
+augment        none        ``choice``: augment every training batch by a
+                           :class:`~autometa.augment.choice.ChoicePolicy` (one operation an
+                           image, TrivialAugment's family with identity in it) learned at each
+                           hyperstep by :class:`~autometa.augment.learner.PolicyLearner`
+                           (look-ahead hypergradient on the last training batch against the
+                           validation split); ``operations``, ``identity`` (its starting
+                           weight), ``ceiling`` (0.5), ``augment_lr`` (0.05) and ``draws``
+                           (1) as for ``digits_augment``
 hyper_every    10          SGD steps between hypersteps (T), or ``epoch``: at each epoch's end
 hyper_lr       0.05        the hypersteps' Adam step, in log/logit units
 hyper_update   true        false: take and report the hypergradients, move nothing (for a
@@ -41,7 +54,10 @@ seed           0           weights and minibatch order
 Each epoch reports ``train_loss``, ``val_loss``, ``val_accuracy``, ``test_loss``,
 ``test_accuracy``, ``hparams/<name>`` (the values at the epoch's end, so a trial's reports are
 its trajectory), the last hypergradients (``hypergrad/<name>``) with their checks, and
-``hyperstep_skipped``, ``hyperstep_trust``, ``hypersteps``. The checkpoint holds everything (the
+``hyperstep_skipped``, ``hyperstep_trust``, ``hypersteps``; with ``augment: choice`` also the
+policy's (``hparams/augment.p.<op>``, ``augment_entropy``, ``augment_moved``, ...; its
+``policy.yaml`` in each checkpoint for ``autometa policy export``). The implicit solves read the
+training images without augmentation. The checkpoint holds everything (the
 weights, the optimizer, the learned values, the engines' and the updater's state, the minibatch
 order), so a paused or failed trial resumes exactly; under PBT the exploited trial takes the
 donor's learned values with its weights (a checkpoint of another ``hidden`` is not loaded).
@@ -57,6 +73,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from autometa.augment.choice import DEFAULT_OPERATIONS, ChoicePolicy
+from autometa.augment.learner import PolicyLearner
+from autometa.augment.policy_file import save_policy
 from autometa.data.digits import load_digits_splits
 from autometa.hypergrad.families import smoothed_cross_entropy
 from autometa.hypergrad.forward import UnrolledEngine, combine
@@ -64,37 +83,49 @@ from autometa.hypergrad.model import Hyperparameters, ImplicitEngine
 from autometa.hypergrad.online import OnlineUpdater
 from autometa.space import space_from_dict
 from autometa.trainables.digits import build_cnn, evaluate, load_optimizer_state
-from autometa.trial.keys import hparam_metrics, online_metrics
+from autometa.trial.keys import SKIPPED, hparam_metrics, online_metrics
 
 LAYERS = {"conv1": "1.weight", "conv2": "5.weight", "fc": "11.weight"}
 """Decay groups: layer name -> the weight of :func:`build_cnn`'s ``nn.Sequential`` it decays."""
 
+CLASSES = 10
 LEARNABLE = space_from_dict({"parameters": {
     "lr": {"type": "loguniform", "low": 1e-3, "high": 1.0, "differentiable": True},
     "momentum": {"type": "uniform", "low": 0.0, "high": 0.99, "differentiable": True},
     "decay": {layer: {"type": "loguniform", "low": 1e-6, "high": 0.1, "differentiable": True}
               for layer in LAYERS},
     "smoothing": {"type": "uniform", "low": 0.0, "high": 0.3, "differentiable": True},
+    "class_weight": {f"c{c}": {"type": "loguniform", "low": 0.1, "high": 10.0,
+                               "differentiable": True} for c in range(CLASSES)},
 }})
 """The bounds (and so the log/logit coordinates) of what this trainable learns."""
 
 DEFAULTS = {"lr": 0.05, "momentum": 0.9, "decay": 1e-4, "smoothing": 0.05}
+"""Start values, and what ``learn`` means by default."""
+LEARNABLE_GROUPS = (*DEFAULTS, "class_weight")
 OPTIMIZER_SETTINGS = ("lr", "momentum")
 
 
 def start_values(config: dict[str, Any]) -> dict[str, Any]:
     """The values to start from (or keep), nested as :data:`LEARNABLE`: the config's, else
     :data:`DEFAULTS`; ``decay`` may be one number for all layers."""
-    decay = config.get("decay", DEFAULTS["decay"])
-    if not isinstance(decay, dict):
-        decay = {layer: decay for layer in LAYERS}
-    unknown = set(decay) - set(LAYERS)
-    if unknown:
-        raise ValueError(f"decay: unknown layers {sorted(unknown)}; use {sorted(LAYERS)}")
+    decay = _per_key(config.get("decay", DEFAULTS["decay"]), LAYERS, "decay", DEFAULTS["decay"])
+    weights = _per_key(config.get("class_weight", 1.0), [f"c{c}" for c in range(CLASSES)],
+                       "class_weight", 1.0)
     return {"lr": float(config.get("lr", DEFAULTS["lr"])),
             "momentum": float(config.get("momentum", DEFAULTS["momentum"])),
-            "decay": {layer: float(decay.get(layer, DEFAULTS["decay"])) for layer in LAYERS},
-            "smoothing": float(config.get("smoothing", DEFAULTS["smoothing"]))}
+            "decay": decay, "smoothing": float(config.get("smoothing", DEFAULTS["smoothing"])),
+            "class_weight": weights}
+
+
+def _per_key(value: Any, keys: Any, name: str, default: float) -> dict[str, float]:
+    """One number for every key, or a mapping of some keys (the others at ``default``)."""
+    if not isinstance(value, dict):
+        value = {key: value for key in keys}
+    unknown = set(value) - set(keys)
+    if unknown:
+        raise ValueError(f"{name}: unknown keys {sorted(unknown)}; use {sorted(keys)}")
+    return {key: float(value.get(key, default)) for key in keys}
 
 
 def learned_names(config: dict[str, Any]) -> list[str]:
@@ -104,9 +135,10 @@ def learned_names(config: dict[str, Any]) -> list[str]:
         learn = []
     if isinstance(learn, str):
         learn = [learn]
-    unknown = set(learn) - set(DEFAULTS)
+    unknown = set(learn) - set(LEARNABLE_GROUPS)
     if unknown:
-        raise ValueError(f"learn: unknown {sorted(unknown)}; choose among {list(DEFAULTS)}")
+        raise ValueError(f"learn: unknown {sorted(unknown)}; choose among "
+                         f"{list(LEARNABLE_GROUPS)}")
     return [p.key for p in LEARNABLE.parameters if p.key.split(".")[0] in learn]
 
 
@@ -155,8 +187,47 @@ class OnlineDigitsCNN:
             raise ValueError(f"hyper_every must be >= 1 or 'epoch', got {every!r}")
         self.batch = int(config.get("batch_size", 64))
         self.rng = np.random.default_rng(seed)
+        self.seed = seed
         self.epoch, self.steps = 0, 0
-        self.last_result, self.last_step = None, None
+        self.last_result, self.last_step, self.last_policy = None, None, None
+        self.weighted = "class_weight" in config or any(
+            n.split(".")[0] == "class_weight" for n in names)
+        self.policy, self.learner = self._policy(config, seed)
+        self.learning = self.updater is not None or self.learner is not None
+        self.last_rows: torch.Tensor | None = None
+
+    def _policy(self, config: dict[str, Any], seed: int
+                ) -> tuple[ChoicePolicy | None, PolicyLearner | None]:
+        augment = config.get("augment", "none")
+        if augment in ("none", None):
+            return None, None
+        if augment != "choice":
+            raise ValueError(f"augment must be 'none' or 'choice', got {augment!r}")
+        policy = ChoicePolicy(config.get("operations", DEFAULT_OPERATIONS),
+                              config.get("identity"), float(config.get("ceiling", 0.5)),
+                              seed=seed).to(self.device)
+        net = nn.Sequential(nn.Flatten(), self.model)  # the CNN reads flat images
+
+        def per_image(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+            return nn.functional.cross_entropy(outputs, targets, reduction="none")
+
+        learner = PolicyLearner(policy, net, per_image, lr=float(self.optimizer_lr()),
+                                outer_lr=float(config.get("augment_lr", 0.05)),
+                                draws=int(config.get("draws", 1)))
+        return policy, learner
+
+    def optimizer_lr(self) -> float:
+        """The SGD learning rate in use now."""
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def augmented(self, rows: torch.Tensor) -> torch.Tensor:
+        """The training images ``rows``, through the policy when there is one (its draws a
+        function of the seed and the step, so a resumed trial draws the same)."""
+        x = self.t["x_train"][rows]
+        if self.policy is None:
+            return x
+        self.policy.generator.manual_seed(self.seed * 1_000_003 + self.steps)
+        return self.policy(x.reshape(-1, 1, 8, 8)).flatten(1)
 
     # ------------------------------------------------------------------ losses
     def value(self, hp: Any, name: str) -> torch.Tensor:
@@ -164,11 +235,16 @@ class OnlineDigitsCNN:
         return hp[name] if hp is not None and name in hp else self.fixed[name]
 
     def train_loss(self, hp: Any, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        r""":math:`\mathrm{CE}_\varepsilon(f(x), y) + \tfrac12 \sum_k \lambda_k \|W_k\|^2`."""
+        r""":math:`\tfrac1N \sum_i \omega_{y_i} \mathrm{CE}_\varepsilon(f(x_i), y_i) +
+        \tfrac12 \sum_k \lambda_k \|W_k\|^2` (:math:`\omega = 1` unless class weights are
+        set or learned)."""
         params = dict(self.model.named_parameters())
         penalty = sum(0.5 * self.value(hp, f"decay.{layer}") * (params[w] ** 2).sum()
                       for layer, w in LAYERS.items())
-        return smoothed_cross_entropy(self.model(x), y, self.value(hp, "smoothing")) + penalty
+        weights = torch.stack([self.value(hp, f"class_weight.c{c}") for c in range(CLASSES)]) \
+            if self.weighted else None
+        return smoothed_cross_entropy(self.model(x), y, self.value(hp, "smoothing"),
+                                      weights) + penalty
 
     def val_loss(self, hp: Any = None) -> torch.Tensor:
         return nn.functional.cross_entropy(self.model(self.t["x_val"]), self.t["y_val"])
@@ -183,7 +259,8 @@ class OnlineDigitsCNN:
         loss_values = self.loss_hp.values() if self.loss_hp is not None else None
         for i in range(0, self.size, self.batch):
             idx = order[i:i + self.batch]
-            loss = self.train_loss(loss_values, self.t["x_train"][idx], self.t["y_train"][idx])
+            self.last_rows = idx
+            loss = self.train_loss(loss_values, self.augmented(idx), self.t["y_train"][idx])
             if self.unrolled is not None:
                 self.unrolled.step(loss)
             else:
@@ -192,18 +269,22 @@ class OnlineDigitsCNN:
                 self.optimizer.step()
             total += float(loss.detach()) * len(idx)
             self.steps += 1
-            if self.updater is not None and self.every and self.steps % self.every == 0:
+            if self.learning and self.every and self.steps % self.every == 0:
                 self.hyperstep()
                 loss_values = self.loss_hp.values() if self.loss_hp is not None else None
-        if self.updater is not None and self.every is None:
+        if self.learning and self.every is None:
             self.hyperstep()
         self.epoch += 1
         metrics = {"epoch": self.epoch, "train_loss": total / self.size,
                    **evaluate(self.model, self.t, "val"), **evaluate(self.model, self.t, "test")}
         if self.updater is not None:  # the values now, hypergradients or not yet
             metrics.update(hparam_metrics(self.updater.values()))
+        if self.last_policy is not None:
+            metrics.update(self.last_policy.metrics())
         if self.last_step is not None:
+            skipped = metrics.get(SKIPPED, 0.0)  # (the policy's)
             metrics.update(online_metrics(self.last_step, self.updater))
+            metrics[SKIPPED] = max(metrics[SKIPPED], skipped)
         return metrics, self.current()
 
     def hyperstep(self) -> None:
@@ -219,9 +300,17 @@ class OnlineDigitsCNN:
                                                         self.val_loss))
         if self.unrolled is not None:
             results.append(self.unrolled.hypergradients(self.val_loss))
-        self.last_result = combine(*results)
-        if self.config.get("hyper_update", True):
-            self.last_step = self.updater.step(*results)
+        update = self.config.get("hyper_update", True)
+        if results:
+            self.last_result = combine(*results)
+            if update:
+                self.last_step = self.updater.step(*results)
+        if update and self.learner is not None and self.last_rows is not None:
+            self.learner.lr = self.optimizer_lr()  # the look-ahead's step: SGD's own
+            rows = self.last_rows
+            self.last_policy = self.learner.step(
+                (self.t["x_train"][rows].reshape(-1, 1, 8, 8), self.t["y_train"][rows]),
+                (self.t["x_val"].reshape(-1, 1, 8, 8), self.t["y_val"]))
 
     def current(self) -> Any:
         """The last hypergradients with the values now in use (what a report describes)."""
@@ -230,13 +319,19 @@ class OnlineDigitsCNN:
         return dataclasses.replace(self.last_result, values=self.updater.values())
 
     # ------------------------------------------------------------- persistence
+    def write_policy(self, folder: str) -> None:
+        """The learned policy as ``policy.yaml`` in ``folder`` (for ``autometa policy export``)."""
+        save_policy(self.policy.to_definition(), os.path.join(folder, "policy.yaml"))
+
     def state_dict(self) -> dict[str, Any]:
         return {"hidden": int(self.config.get("hidden", 16)), "epoch": self.epoch,
                 "steps": self.steps, "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "rng": self.rng.bit_generator.state,
                 "updater": None if self.updater is None else self.updater.state_dict(),
                 "implicit": None if self.implicit is None else self.implicit.state_dict(),
-                "unrolled": None if self.unrolled is None else self.unrolled.state_dict()}
+                "unrolled": None if self.unrolled is None else self.unrolled.state_dict(),
+                "learner": None if self.learner is None else self.learner.state_dict(),
+                "last_rows": self.last_rows}
 
     def load_state_dict(self, state: dict[str, Any]) -> bool:
         """Resume from ``state``; False (and nothing loaded) for another architecture."""
@@ -251,7 +346,8 @@ class OnlineDigitsCNN:
             if self.implicit is not None and state.get("implicit") is not None:
                 self.implicit.solution = state["implicit"]["solution"]
             return True
-        for part in ("updater", "implicit", "unrolled"):
+        self.last_rows = state.get("last_rows")
+        for part in ("updater", "implicit", "unrolled", "learner"):
             mine = getattr(self, part)
             if mine is not None and state.get(part) is not None:
                 mine.load_state_dict(state[part])
@@ -299,4 +395,5 @@ def train_digits_cnn_online(config: dict[str, Any]) -> None:
         run.load_state_dict(state)
     while run.epoch < int(config.get("epochs", 10)):
         metrics, result = run.train_epoch()
-        report_hypergradients(result, metrics, state=run.state_dict())
+        report_hypergradients(result, metrics, state=run.state_dict(),
+                              write=run.write_policy if run.policy is not None else None)

@@ -11,9 +11,16 @@ import torch
 
 
 def smoothed_cross_entropy(logits: torch.Tensor, targets: torch.Tensor,
-                           smoothing: torch.Tensor | float) -> torch.Tensor:
-    """Mean over the batch of the label-smoothed cross-entropy."""
+                           smoothing: torch.Tensor | float,
+                           class_weights: torch.Tensor | None = None) -> torch.Tensor:
+    r"""Mean over the batch of the label-smoothed cross-entropy; with ``class_weights``
+    :math:`\omega` (C,), each sample's loss is scaled by its class's weight,
+    :math:`	frac1N \sum_i \omega_{y_i} \ell_i` (the AutoBalance case:
+    :mod:`~autometa.hypergrad.families.class_balance`)."""
     log_p = torch.log_softmax(logits, dim=-1)
     nll = -log_p.gather(-1, targets.unsqueeze(-1)).squeeze(-1)   # -log p_y
     uniform = -log_p.mean(dim=-1)                                # (1/C) sum_c -log p_c
-    return ((1 - smoothing) * nll + smoothing * uniform).mean()
+    per_sample = (1 - smoothing) * nll + smoothing * uniform
+    if class_weights is not None:
+        per_sample = class_weights[targets] * per_sample
+    return per_sample.mean()
