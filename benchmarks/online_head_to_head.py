@@ -26,7 +26,11 @@ epochs all its trials trained (the budget), wall time; mean ± std over seeds an
 difference to ``tpe_asha`` with a 95 % t-interval (and of the hybrid and the online arms to
 ``tpe_asha_large``, with their share of its epochs).
 
-    python benchmarks/online_head_to_head.py [--seeds 0 1 2 3 4]
+    python benchmarks/online_head_to_head.py [--seeds 0 1 2 3 4] [--overhead-only]
+        [--variants-only]
+
+``--variants-only``: the online arm's one trial with nothing learned, with class weights or an
+augmentation policy learned too, in this process.
 """
 
 from __future__ import annotations
@@ -156,14 +160,73 @@ def overhead(repeats: int = 5) -> None:
         print(f"| {label} | {seconds:.4f} | {seconds / plain:.1f} |")
 
 
+POOR_A = {"lr": 0.005, "momentum": 0.5, "decay": 0.01, "smoothing": 0.2}
+POOR_B = {"lr": 0.5, "decay": 1e-6, "smoothing": 0.0}
+VARIANTS = [  # (name, config, the row its paired difference is taken against)
+    ("defaults, nothing learned", {"learn": "none"}, None),
+    ("online (the arm above)", {}, "defaults, nothing learned"),
+    ("online + class weights", {"learn": ["lr", "momentum", "decay", "smoothing",
+                                          "class_weight"]}, "defaults, nothing learned"),
+    ("online + learned augmentation", {"augment": "choice"}, "defaults, nothing learned"),
+    ("learned augmentation alone", {"augment": "choice", "learn": "none"},
+     "defaults, nothing learned"),
+    ("augmentation frozen at its start", {"augment": "choice", "learn": "none",
+                                          "hyper_update": False}, "defaults, nothing learned"),
+    ("poor start A, nothing learned", {**POOR_A, "learn": "none"}, None),
+    ("poor start A, online", POOR_A, "poor start A, nothing learned"),
+    ("poor start B, nothing learned", {**POOR_B, "learn": "none"}, None),
+    ("poor start B, online", POOR_B, "poor start B, nothing learned"),
+]
+"""The online arm's one trial with other things learned, or from poor start values, in this
+process (no Ray)."""
+
+
+def variants(seeds: list[int]) -> None:
+    """Test accuracy and validation CE of :data:`VARIANTS` (the online arm's config, 10
+    epochs), mean ± std over ``seeds``, and each one's paired difference to its reference."""
+    import warnings
+
+    import torch
+
+    from autometa.trainables.digits_cnn_online import OnlineDigitsCNN
+
+    torch.set_num_threads(1)
+    base = {"train_size": 300, "hidden": 16, "batch_size": 64, "maxiter": 10, "hyper_every": 5}
+    rows: dict[str, list[tuple[float, float, float]]] = {}
+    for name, extra, _ in VARIANTS:
+        rows[name] = []
+        for seed in seeds:
+            run = OnlineDigitsCNN({**base, **extra, "seed": seed})
+            start = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                while run.epoch < EPOCHS:
+                    metrics, _ = run.train_epoch()
+            rows[name].append((metrics["test_accuracy"], metrics["val_loss"],
+                               time.perf_counter() - start))
+    print(f"\n| one trial, {EPOCHS} epochs | test accuracy | val CE | s / run | test accuracy - "
+          f"reference (paired, 95 % t) |\n|---|---|---|---|---|")
+    for name, _, reference in VARIANTS:
+        acc, ce, wall = zip(*rows[name], strict=True)
+        paired = "-" if reference is None else interval(
+            [a - b[0] for a, b in zip(acc, rows[reference], strict=True)]) + f" vs {reference}"
+        print(f"| {name} | {statistics.mean(acc):.4f} ± {statistics.stdev(acc):.4f} | "
+              f"{statistics.mean(ce):.4f} ± {statistics.stdev(ce):.4f} | "
+              f"{statistics.mean(wall):.2f} | {paired} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
     parser.add_argument("--overhead-only", action="store_true")
+    parser.add_argument("--variants-only", action="store_true")
     args = parser.parse_args()
     if args.overhead_only:
         overhead()
+        return
+    if args.variants_only:
+        variants(args.seeds)
         return
     ray.init(num_cpus=2, include_dashboard=False,
              logging_config=ray.LoggingConfig(log_level="WARNING"))
@@ -203,6 +266,7 @@ def main() -> None:
             [h["test_accuracy"] - p["test_accuracy"]
              for h, p in zip(rows["hybrid"], rows["pbt"], strict=True)]))
     overhead()
+    variants(args.seeds)
 
 
 if __name__ == "__main__":
