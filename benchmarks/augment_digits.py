@@ -14,7 +14,9 @@ steps. Per seed (the labelled subset, the weights and the draws):
   probability and magnitude 0.1;
 * the control: that policy kept at its start (``learn_policy: false``);
 * the learned choice policy (``policy: choice``: one operation per image by learned weights,
-  from TrivialAugment's uniform choice, by look-ahead hypergradient; issue 18).
+  from TrivialAugment's uniform choice, by look-ahead hypergradient; issue 18);
+* the gate of ``search_spaces/augment_or_not.yaml``: of the trial without augmentation and the
+  learned choice policy's, the one with the lower final validation loss (both are trained).
 
 Reported (mean ± std over seeds): accuracy at the end on the held-out images (the test split
 plus the training images left unlabelled: 1,238 at 20 per class) and on the test split alone;
@@ -41,6 +43,8 @@ from autometa.searchers import make_searcher
 from autometa.space import space_from_dict
 from autometa.trainables.digits_augment import train_digits_augment
 
+GATED = "learned choice policy, or none by validation loss (both trainings)"
+
 
 def fit(config: dict, storage: str, name: str, searcher=None, samples: int = 1):
     start = time.perf_counter()
@@ -51,7 +55,7 @@ def fit(config: dict, storage: str, name: str, searcher=None, samples: int = 1):
         run_config=tune.RunConfig(storage_path=storage, name=name, verbose=0)).fit()
     best = results.get_best_result(metric="val_loss", mode="min", scope="last")
     return (best.metrics["heldout_accuracy"], best.metrics["test_accuracy"],
-            time.perf_counter() - start)
+            time.perf_counter() - start, best.metrics["val_loss"])
 
 
 def main() -> None:
@@ -82,6 +86,13 @@ def main() -> None:
                 if args.only and label not in args.only and label != "no augmentation":
                     continue
                 rows.setdefault(label, []).append(fit(config, storage, f"{label[:8]}-{seed}"))
+            gate = ("no augmentation", "learned choice policy (one run)")
+            if all(label in rows and len(rows[label]) == len(rows[gate[0]]) for label in gate):
+                # search_spaces/augment_or_not.yaml: the lower validation loss of the two
+                # trials wins; its cost is both trainings
+                pair = [rows[label][-1] for label in gate]
+                held, test, _, val = min(pair, key=lambda r: r[3])
+                rows.setdefault(GATED, []).append((held, test, pair[0][2] + pair[1][2], val))
             if not args.tpe_trials:
                 print(f"seed {seed} done", flush=True)
                 continue
@@ -95,18 +106,23 @@ def main() -> None:
             rows.setdefault(f"RandAugment (N, M) by TPE ({args.tpe_trials} trials)", []).append(
                 fit({}, storage, f"tpe-{seed}", searcher, args.tpe_trials))
             print(f"seed {seed} done", flush=True)
-    plain = np.mean([t for *_, t in rows["no augmentation"]])
+    plain = np.mean([t for _, _, t, _ in rows["no augmentation"]])
     reference = "learned policy (one run)" if "learned policy (one run)" in rows else \
         "learned choice policy (one run)"
     learned = np.array([h for h, *_ in rows[reference]])
+    picks = rows.get(GATED, [])
+    if picks:
+        none = [r[3] for r in rows["no augmentation"]]
+        chose_none = sum(p[3] == n for p, n in zip(picks, none, strict=True))
+        print(f"(the gate chose no augmentation on {chose_none} of {len(picks)} seeds)")
     print(f"\n(learned minus this: {reference})")
     print("\n| policy | held-out accuracy (1,238) | test accuracy (359) | learned minus this "
           "(held-out, paired) | search cost (x one training without augmentation) |")
     print("|---|---|---|---|---|")
     for label, runs in rows.items():
-        held, test = np.array([h for h, *_ in runs]), np.array([a for _, a, _ in runs])
+        held, test = np.array([r[0] for r in runs]), np.array([r[1] for r in runs])
         diff = learned - held
-        cost = np.mean([t for *_, t in runs]) / plain
+        cost = np.mean([r[2] for r in runs]) / plain
         print(f"| {label} | {held.mean():.3f} ± {held.std():.3f} | {test.mean():.3f} ± "
               f"{test.std():.3f} | {diff.mean():+.4f} ± {diff.std():.4f} | {cost:.1f} |")
 

@@ -14,6 +14,10 @@ labelled subset, the weights, the draws), arms trained on all 200 labelled image
   5 per class), then a fresh network trained on all 200 with the learned policy;
 * ``weights-only`` / ``ceilings-only`` / ``no-control-variate``: the ablation (one part
   learned, the other at its start; both, with plain REINFORCE for the weights);
+* ``gated``: ``search_spaces/augment_or_not.yaml``'s rule: the learned arm's search, and a
+  network without augmentation on the same 15 per class; the lower validation loss on the other
+  5 decides whether the final network on all 200 is trained with the learned policy or with
+  none;
 * ``tpe-randaugment``: hyperopt's TPE (what Tune's HyperOptSearch runs) over RandAugment's
   (N in 1..3, M in 0..30), ``--tpe-trials`` trainings on the 15 per class scored on the other
   5, then the best (N, M) trained on all 200.
@@ -133,20 +137,54 @@ def run_arm(arm: str, x8, y, seed: int, args) -> tuple[float, float, ChoicePolic
     elif arm == "start":
         model = train(x8[labelled], y[labelled], seed, args.epochs,
                       policy=ChoicePolicy(ceiling=args.ceiling, seed=seed))
+    elif arm == "gated":  # search_spaces/augment_or_not.yaml's rule, on this task
+        learned = learn_policy(x8, y, fit, val, seed, args, ("weights", "ceilings"), True)
+        searched = LAST_SEARCH["model"]
+        plain = train(x8[fit], y[fit], seed, args.epochs)
+        if val_loss(plain, x8[val], y[val]) < val_loss(searched, x8[val], y[val]):
+            GATE.append("none")
+            model = train(x8[labelled], y[labelled], seed, args.epochs)
+        else:
+            GATE.append("learned")
+            model = train(x8[labelled], y[labelled], seed, args.epochs,
+                          policy=final_policy(learned, seed))
     else:
         both = ("weights", "ceilings")
         parts = {"learned": both, "weights-only": ("weights",), "ceilings-only": ("ceilings",),
                  "no-control-variate": both}[arm]
-        learned = ChoicePolicy(ceiling=args.ceiling, seed=seed)
-        val_batch = (x8[val].float() / 255, y[val])
-        train(x8[fit], y[fit], seed, args.epochs, policy=learned,
-              learn={"outer_lr": args.outer_lr, "draws": args.draws, "every": args.every,
-                     "val": val_batch, "parts": parts,
-                     "control_variate": arm != "no-control-variate"})
-        final = ChoicePolicy(learned.operations, seed=seed + 1000)
-        final.load_values(learned.probabilities().detach(), learned.ceilings().detach())
-        model = train(x8[labelled], y[labelled], seed, args.epochs, policy=final)
+        learned = learn_policy(x8, y, fit, val, seed, args, parts, arm != "no-control-variate")
+        model = train(x8[labelled], y[labelled], seed, args.epochs,
+                      policy=final_policy(learned, seed))
     return accuracy(model, x8[rest], y[rest]), time.perf_counter() - start, learned
+
+
+LAST_SEARCH: dict[str, nn.Module] = {}
+GATE: list[str] = []  # what the gated arm chose, per seed
+
+
+def learn_policy(x8, y, fit, val, seed: int, args, parts, control_variate: bool) -> ChoicePolicy:
+    """The choice policy learned while a network trains on ``fit`` against ``val`` (that
+    network is kept in ``LAST_SEARCH["model"]``)."""
+    learned = ChoicePolicy(ceiling=args.ceiling, seed=seed)
+    val_batch = (x8[val].float() / 255, y[val])
+    LAST_SEARCH["model"] = train(
+        x8[fit], y[fit], seed, args.epochs, policy=learned,
+        learn={"outer_lr": args.outer_lr, "draws": args.draws, "every": args.every,
+               "val": val_batch, "parts": parts, "control_variate": control_variate})
+    return learned
+
+
+def final_policy(learned: ChoicePolicy, seed: int) -> ChoicePolicy:
+    """The learned distribution, with draws of its own, for the final training."""
+    final = ChoicePolicy(learned.operations, seed=seed + 1000)
+    final.load_values(learned.probabilities().detach(), learned.ceilings().detach())
+    return final
+
+
+def val_loss(model: nn.Module, x8: torch.Tensor, y: torch.Tensor) -> float:
+    model.eval()
+    with torch.no_grad():
+        return float(F.cross_entropy(model(x8.float() / 255), y))
 
 
 def tpe_randaugment(x8, y, fit, val, seed: int, args) -> tuple[int, int]:
@@ -177,7 +215,7 @@ def main() -> None:
     parser.add_argument("--arms", nargs="+", default=["none", "randaugment", "trivialaugment",
                                                       "tpe-randaugment", "start", "learned",
                                                       "weights-only", "ceilings-only",
-                                                      "no-control-variate"])
+                                                      "no-control-variate", "gated"])
     args = parser.parse_args()
     torch.set_num_threads(2)
     x8, y = load(args.size)
@@ -210,6 +248,8 @@ def main() -> None:
             else ""
         print(f"| {arm} | {a.mean():.4f} +- {a.std(ddof=1) if len(a) > 1 else 0:.4f} | {diff} | "
               f"{np.mean(cost[arm]) / base:.1f} |")
+    if GATE:
+        print(f"\nThe gated arm chose: {', '.join(GATE)}.")
     if TIMES["hyperstep"]:
         print(f"\nOne hyperstep costs {np.mean(TIMES['hyperstep']) / np.mean(TIMES['step']):.2f} "
               f"training steps (the augmented full-batch step it follows; "

@@ -83,6 +83,42 @@ def test_export_from_an_experiment_without_policies_is_a_clear_error(tmp_path, s
     assert "saved no policy.yaml" in capsys.readouterr().err
 
 
+def test_augment_or_not_races_none_against_a_learned_policy_and_exports_the_winner(
+        tmp_path, storage, ray_session, capsys):
+    """search_spaces/augment_or_not.yaml: a trial without augmentation and one learning a
+    choice policy; the export is the winner's policy, identity only when "none" won."""
+    import yaml
+
+    from autometa.augment.policy_file import NO_AUGMENTATION
+
+    space = yaml.safe_load(open(os.path.join(os.path.dirname(os.path.dirname(__file__)),
+                                             "search_spaces", "augment_or_not.yaml")))
+    space["experiment"].update(name="aon", storage_path=storage)
+    space["parameters"].update(per_class=5, rounds=3, inner_steps=2)
+    file = tmp_path / "aon.yaml"
+    file.write_text(yaml.safe_dump(space))
+    assert main(["run", str(file), "--quiet"]) == 0
+    results = glob.glob(os.path.join(storage, "aon", "*", "result.json"))
+    last = {}
+    for f in results:
+        rows = [json.loads(line) for line in open(f)]
+        last[rows[-1]["config"]["policy"]] = rows[-1]
+    assert set(last) == {"none", "choice"} and len(results) == 2
+    assert "augment_moved" in last["choice"] and "augment_moved" not in last["none"]
+    winner = min(last, key=lambda p: last[p]["val_loss"])
+    out = tmp_path / "policy.yaml"
+    capsys.readouterr()
+    assert main(["policy", "export", os.path.join(storage, "aon"), "-o", str(out)]) == 0
+    exported = load_policy(out)
+    if winner == "none":
+        assert exported == NO_AUGMENTATION
+    else:
+        assert {c.op for c in exported.choices} > {"identity"}
+    image = torch.rand(1, 8, 8)
+    assert torch.equal(LearnedAugment(NO_AUGMENTATION)(image), image)  # applies nothing
+    assert "no augmentation" in NO_AUGMENTATION.describe()
+
+
 def test_black_box_policy_space_from_a_file(tmp_path, storage, ray_session):
     """An AutoAugment-style sub-policy space in a search-space file: the searcher draws the
     operations, probabilities and magnitudes; the trials apply them with torchvision."""

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,6 +112,8 @@ class ChoiceDefinition:
 
     def describe(self) -> str:
         """A readable summary (``autometa policy show``)."""
+        if all(c.op == "identity" or c.weight == 0 for c in self.choices):
+            return "no augmentation: every image is left as it is (identity only)"
         lines = [f"one of {len(self.choices)} operations per image, by weight; magnitude "
                  f"uniform below the ceiling"]
         for c in sorted(self.choices, key=lambda c: -c.weight):
@@ -118,6 +121,10 @@ class ChoiceDefinition:
                 f", m <= {c.max_magnitude:.2f}: up to {describe_value(c.op, c.max_magnitude)}"
             lines.append(f"  {c.op}: {c.weight:.3f}{ceiling}")
         return "\n".join(lines)
+
+
+NO_AUGMENTATION = ChoiceDefinition((ChoiceOp("identity", 1.0, 1.0),))
+"""The policy that leaves every image as it is (what a trial without augmentation exports)."""
 
 
 def policy_from_dict(doc: Any, file: str | None = None) -> PolicyDefinition | ChoiceDefinition:
@@ -221,6 +228,12 @@ def load_policy(path: str | os.PathLike) -> PolicyDefinition | ChoiceDefinition:
         return policy_from_dict(doc, file)
     except SpaceError as err:
         raise err.located(file, lines) from None
+
+
+def policy_writer(policy: PolicyDefinition | ChoiceDefinition) -> Callable[[str], None]:
+    """``write(folder)`` for a trial's report (:func:`autometa.trial.tune.report_hypergradients`):
+    ``policy`` as ``policy.yaml`` in the checkpoint, where ``autometa policy export`` finds it."""
+    return lambda folder: save_policy(policy, os.path.join(folder, "policy.yaml"))
 
 
 def save_policy(policy: PolicyDefinition | ChoiceDefinition, path: str | os.PathLike) -> str:

@@ -166,16 +166,27 @@ def hypergrad_summary(reports: int, failed: int, last: int, last_failed: int) ->
 def policy_summary(summary: ExperimentSummary) -> str | None:
     """One line on the learned augmentation policies (None when no trial learned one): how
     far the best trial's moved, and how many did not move."""
-    from autometa.trial.keys import POLICY_ENTROPY, POLICY_MOVED, POLICY_SNR, POLICY_STILL
+    from autometa.trial.keys import (
+        POLICY_ENTROPY,
+        POLICY_MOVED,
+        POLICY_SNR,
+        POLICY_STILL,
+        finite_number,
+    )
 
     table = summary.table
     if POLICY_MOVED not in table or table[POLICY_MOVED].isna().all():
         return None
     best = table.iloc[0]
     still = int((table[POLICY_STILL] == 1).sum()) if POLICY_STILL in table else 0
-    line = (f"Augmentation policy of the best trial: moved {best[POLICY_MOVED]:.3f} from its "
-            f"start (entropy {best.get(POLICY_ENTROPY, float('nan')):.2f} nats, signal/noise "
-            f"of its last hypergradient {best.get(POLICY_SNR, float('nan')):.2f})")
+    learned = int(table[POLICY_MOVED].notna().sum())
+    if finite_number(best[POLICY_MOVED]) is None:
+        line = (f"The best trial learned no augmentation policy ({learned} of {len(table)} "
+                "trials did)")
+    else:
+        line = (f"Augmentation policy of the best trial: moved {best[POLICY_MOVED]:.3f} from "
+                f"its start (entropy {best.get(POLICY_ENTROPY, float('nan')):.2f} nats, "
+                f"signal/noise of its last hypergradient {best.get(POLICY_SNR, float('nan')):.2f})")
     if still:
         line += (f"; {still} of {len(table)} trials' policies did not move (augment_still = 1: "
                  "each trial's log says what to change)")

@@ -5,10 +5,11 @@ sub-policies (``policy``: lists of operation names, :mod:`autometa.augment.ops`)
 training batch; its probabilities and magnitudes are hyperparameters of the training loss,
 learned by the in-trial hypergradient loop (:class:`~autometa.hypergrad.loop.HyperTrainer`:
 ``inner_steps`` weight steps, then one hyperstep against the validation split). With
-``learn_policy: false`` the policy stays as initialized; with ``policy: []`` there is no
-augmentation (the baseline). With an ``augment`` mapping instead, the policy is a point of a
-black-box policy space (RandAugment, TrivialAugment, AutoAugment-style sub-policies:
-:mod:`autometa.augment.blackbox`) applied by torchvision, and nothing is learned in-trial.
+``learn_policy: false`` the policy stays as initialized; with ``policy: []`` or ``none`` there is
+no augmentation (the baseline; its checkpoints' ``policy.yaml`` says so). With an ``augment``
+mapping instead, the policy is a point of a black-box policy space (RandAugment,
+TrivialAugment, AutoAugment-style sub-policies: :mod:`autometa.augment.blackbox`) applied by
+torchvision, and nothing is learned in-trial.
 With ``policy: choice`` the policy is a :class:`~autometa.augment.choice.ChoicePolicy` (one
 operation per image by learned weights, TrivialAugment's family with identity in it) learned
 by :class:`~autometa.augment.learner.PolicyLearner` (look-ahead hypergradient, one hyperstep
@@ -45,16 +46,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from ray import tune
 from torch import nn
 
 from autometa.augment.blackbox import augment_batch, make_transform
 from autometa.augment.policy import AugmentationPolicy
-from autometa.augment.policy_file import save_policy
+from autometa.augment.policy_file import NO_AUGMENTATION, policy_writer
 from autometa.data.digits import load_digits_splits
 from autometa.hypergrad.loop import HyperTrainer
 from autometa.trainables.digits import build_cnn, evaluate, trial_device
-from autometa.trial.tune import report_hyperstep, restore_trainer
+from autometa.trial.tune import report_hypergradients, report_hyperstep, restore_trainer
 
 DEFAULT_POLICY = [["rotate", "translate_x"], ["shear_x", "contrast"], ["scale", "translate_y"],
                   ["rotate", "cutout"], ["shear_y", "brightness"], ["sharpness", "rotate"],
@@ -90,7 +90,10 @@ def train_digits_augment(config: dict[str, Any]) -> None:
         _train_choice(config, model, optimizer, x, y, t, seed)
         return
     transform = make_transform(config["augment"]) if "augment" in config else None
-    subs = [] if "augment" in config else config.get("policy", DEFAULT_POLICY)
+    subs = [] if "augment" in config or config.get("policy") == "none" else \
+        config.get("policy", DEFAULT_POLICY)
+    # no augmentation at all: the trial's policy file says so, for ``autometa policy export``
+    none = policy_writer(NO_AUGMENTATION) if not subs and transform is None else None
     policy = AugmentationPolicy(subs, float(config.get("probability", 0.1)),
                                 float(config.get("magnitude", 0.1)),
                                 float(config.get("temperature", 0.5)), seed=seed) if subs else None
@@ -140,15 +143,14 @@ def train_digits_augment(config: dict[str, Any]) -> None:
         if trainer is None:
             metrics = {"train_loss": _plain_steps(model, optimizer, stream, inner, transform),
                        **_evaluate_all(model, t)}
-            tune.report(metrics)
+            report_hypergradients(None, metrics, write=none)
             continue
         result = trainer.step(stream, (t["x_val"], t["y_val"]), update=learn)
         trainer.steps += 0 if learn else 1  # a round counts even when nothing is learned
         values = trainer.values()
         policy.load_values(values["augment.probability"], values["augment.magnitude"])
         report_hyperstep(trainer, result, _evaluate_all(model, t),
-                         write=lambda folder: save_policy(policy.to_definition(),
-                                                          os.path.join(folder, "policy.yaml")))
+                         write=policy_writer(policy.to_definition()))
 
 
 def _train_choice(config: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer,
@@ -203,8 +205,7 @@ def _train_choice(config: dict[str, Any], model: nn.Module, optimizer: torch.opt
                               state={"model": model.state_dict(),
                                      "optimizer": optimizer.state_dict(),
                                      "learner": learner.state_dict(), "round": round_},
-                              write=lambda folder: save_policy(policy.to_definition(),
-                                                               os.path.join(folder, "policy.yaml")))
+                              write=policy_writer(policy.to_definition()))
 
 
 def _evaluate_all(model: nn.Module, t: dict) -> dict[str, float]:

@@ -75,7 +75,7 @@ from torch import nn
 
 from autometa.augment.choice import DEFAULT_OPERATIONS, ChoicePolicy
 from autometa.augment.learner import PolicyLearner
-from autometa.augment.policy_file import save_policy
+from autometa.augment.policy_file import policy_writer
 from autometa.data.digits import load_digits_splits
 from autometa.hypergrad.families import smoothed_cross_entropy
 from autometa.hypergrad.forward import UnrolledEngine, combine
@@ -321,7 +321,7 @@ class OnlineDigitsCNN:
     # ------------------------------------------------------------- persistence
     def write_policy(self, folder: str) -> None:
         """The learned policy as ``policy.yaml`` in ``folder`` (for ``autometa policy export``)."""
-        save_policy(self.policy.to_definition(), os.path.join(folder, "policy.yaml"))
+        policy_writer(self.policy.to_definition())(folder)
 
     def state_dict(self) -> dict[str, Any]:
         return {"hidden": int(self.config.get("hidden", 16)), "epoch": self.epoch,
