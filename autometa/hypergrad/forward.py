@@ -24,6 +24,11 @@ optimizer's own ``weight_decay`` :math:`\omega` adds :math:`\omega w` to :math:`
   / (2 \sqrt{\hat v} (\sqrt{\hat v} + \epsilon)^2)` and
   :math:`z_{k+1} = z_k - \eta \dot d - [s = \eta]\, d` (the learning rate only).
 
+Buffers are constants to the tangent: a BatchNorm network's running statistics, which its
+validation loss reads in evaluation mode, also depend on the settings through the steps, and
+that part of the derivative is left out (a finite difference of re-running the steps includes
+it).
+
 Never imports Ray.
 """
 
