@@ -51,6 +51,7 @@ from autometa.launch.run import run_experiment
 from autometa.space import space_from_dict
 
 EPOCHS = 10
+TRAIN_SIZE = [300]  # labelled training images (--train-size)
 CONTINUOUS = {
     "lr": {"type": "loguniform", "low": 1e-3, "high": 0.3},
     "momentum": {"type": "uniform", "low": 0.0, "high": 0.99},
@@ -63,7 +64,7 @@ DISCRETE = {"hidden": {"type": "choice", "values": [8, 16]},
 
 
 def document(arm: str, seed: int) -> dict[str, Any]:
-    fixed = {"epochs": EPOCHS, "train_size": 300, "seed": seed, "maxiter": 10}
+    fixed = {"epochs": EPOCHS, "train_size": TRAIN_SIZE[0], "seed": seed, "maxiter": 10}
     experiment: dict[str, Any] = {"trainable": "digits_cnn_online", "metric": "val_loss",
                                   "mode": "min", "seed": seed, "max_concurrent_trials": 2,
                                   "stop": {"training_iteration": EPOCHS}}
@@ -138,7 +139,7 @@ def overhead(repeats: int = 5) -> None:
     from autometa.trainables.digits_cnn_online import OnlineDigitsCNN
 
     torch.set_num_threads(1)
-    base = {"train_size": 300, "hidden": 16, "seed": 0, "batch_size": 64, "maxiter": 10,
+    base = {"train_size": TRAIN_SIZE[0], "hidden": 16, "seed": 0, "batch_size": 64, "maxiter": 10,
             "hyper_every": 5}
     plain = None
     print("\n| learned | s / epoch | x an epoch with nothing learned |\n|---|---|---|")
@@ -191,7 +192,8 @@ def variants(seeds: list[int]) -> None:
     from autometa.trainables.digits_cnn_online import OnlineDigitsCNN
 
     torch.set_num_threads(1)
-    base = {"train_size": 300, "hidden": 16, "batch_size": 64, "maxiter": 10, "hyper_every": 5}
+    base = {"train_size": TRAIN_SIZE[0], "hidden": 16, "batch_size": 64, "maxiter": 10,
+            "hyper_every": 5}
     rows: dict[str, list[tuple[float, float, float]]] = {}
     for name, extra, _ in VARIANTS:
         rows[name] = []
@@ -221,7 +223,9 @@ def main() -> None:
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
     parser.add_argument("--overhead-only", action="store_true")
     parser.add_argument("--variants-only", action="store_true")
+    parser.add_argument("--train-size", type=int, default=300)
     args = parser.parse_args()
+    TRAIN_SIZE[0] = args.train_size
     if args.overhead_only:
         overhead()
         return
@@ -230,7 +234,8 @@ def main() -> None:
         return
     ray.init(num_cpus=2, include_dashboard=False,
              logging_config=ray.LoggingConfig(log_level="WARNING"))
-    print(f"# {platform.node()}, 2 CPUs, Ray {ray.__version__}, {time.strftime('%Y-%m-%d')}")
+    print(f"# {platform.node()}, 2 CPUs, Ray {ray.__version__}, {time.strftime('%Y-%m-%d')}, "
+          f"{TRAIN_SIZE[0]} training images")
     rows: dict[str, list[dict[str, float]]] = {a: [] for a in args.arms}
     with tempfile.TemporaryDirectory() as storage:
         for seed in args.seeds:
