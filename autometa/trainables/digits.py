@@ -180,6 +180,26 @@ def _train(config: dict[str, Any], build: Any) -> None:
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(path))
 
 
+def choice_policy_learner(config: dict[str, Any], model: nn.Module, lr: float, seed: int,
+                          outer_lr: float) -> tuple[Any, Any]:
+    """The digits trainables' learned augmentation: a
+    :class:`~autometa.augment.choice.ChoicePolicy` from ``operations``, ``identity`` and
+    ``ceiling`` (0.5) of ``config``, and its :class:`~autometa.augment.learner.PolicyLearner`
+    (``draws``: 1) for ``model`` (which reads flat images) at the SGD step ``lr``."""
+    from autometa.augment.choice import DEFAULT_OPERATIONS, ChoicePolicy
+    from autometa.augment.learner import PolicyLearner
+
+    policy = ChoicePolicy(config.get("operations", DEFAULT_OPERATIONS), config.get("identity"),
+                          float(config.get("ceiling", 0.5)), seed=seed)
+
+    def per_image(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return nn.functional.cross_entropy(outputs, targets, reduction="none")
+
+    learner = PolicyLearner(policy, nn.Sequential(nn.Flatten(), model), per_image, lr=lr,
+                            outer_lr=outer_lr, draws=int(config.get("draws", 1)))
+    return policy, learner
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, tensors: dict, split: str,
              loss_fn: nn.Module | None = None) -> dict[str, float]:

@@ -53,7 +53,7 @@ from autometa.augment.policy import AugmentationPolicy
 from autometa.augment.policy_file import NO_AUGMENTATION, policy_writer
 from autometa.data.digits import load_digits_splits
 from autometa.hypergrad.loop import HyperTrainer
-from autometa.trainables.digits import build_cnn, evaluate, trial_device
+from autometa.trainables.digits import build_cnn, choice_policy_learner, evaluate, trial_device
 from autometa.trial.tune import report_hypergradients, report_hyperstep, restore_trainer
 
 DEFAULT_POLICY = [["rotate", "translate_x"], ["shear_x", "contrast"], ["scale", "translate_y"],
@@ -157,20 +157,11 @@ def _train_choice(config: dict[str, Any], model: nn.Module, optimizer: torch.opt
                   x: torch.Tensor, y: torch.Tensor, t: dict, seed: int) -> None:
     """``policy: choice``: the public API a user's own loop would use (PolicyLearner,
     report_hypergradients, restore_state)."""
-    from autometa.augment.choice import DEFAULT_OPERATIONS, ChoicePolicy
-    from autometa.augment.learner import PolicyLearner
     from autometa.trial.tune import report_hypergradients, restore_state
 
-    policy = ChoicePolicy(config.get("operations", DEFAULT_OPERATIONS), config.get("identity"),
-                          float(config.get("ceiling", 0.5)), seed=seed)
-    net = nn.Sequential(nn.Flatten(), model)  # the digits CNN reads flat images
-
-    def per_image(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return nn.functional.cross_entropy(outputs, targets, reduction="none")
-
-    learner = PolicyLearner(policy, net, per_image, lr=float(config.get("lr", 0.05)),
-                            outer_lr=float(config.get("outer_lr", 0.05)),
-                            draws=int(config.get("draws", 1)))
+    policy, learner = choice_policy_learner(config, model, float(config.get("lr", 0.05)), seed,
+                                            float(config.get("outer_lr", 0.05)))
+    net = learner.model
     state = restore_state(map_location=x.device)
     start = 0
     if state is not None:

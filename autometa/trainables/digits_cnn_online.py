@@ -73,7 +73,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from autometa.augment.choice import DEFAULT_OPERATIONS, ChoicePolicy
+from autometa.augment.choice import ChoicePolicy
 from autometa.augment.learner import PolicyLearner
 from autometa.augment.policy_file import policy_writer
 from autometa.data.digits import load_digits_splits
@@ -82,7 +82,12 @@ from autometa.hypergrad.forward import UnrolledEngine, combine
 from autometa.hypergrad.model import Hyperparameters, ImplicitEngine
 from autometa.hypergrad.online import OnlineUpdater
 from autometa.space import space_from_dict
-from autometa.trainables.digits import build_cnn, evaluate, load_optimizer_state
+from autometa.trainables.digits import (
+    build_cnn,
+    choice_policy_learner,
+    evaluate,
+    load_optimizer_state,
+)
 from autometa.trial.keys import SKIPPED, hparam_metrics, online_metrics
 
 LAYERS = {"conv1": "1.weight", "conv2": "5.weight", "fc": "11.weight"}
@@ -203,17 +208,9 @@ class OnlineDigitsCNN:
             return None, None
         if augment != "choice":
             raise ValueError(f"augment must be 'none' or 'choice', got {augment!r}")
-        policy = ChoicePolicy(config.get("operations", DEFAULT_OPERATIONS),
-                              config.get("identity"), float(config.get("ceiling", 0.5)),
-                              seed=seed).to(self.device)
-        net = nn.Sequential(nn.Flatten(), self.model)  # the CNN reads flat images
-
-        def per_image(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-            return nn.functional.cross_entropy(outputs, targets, reduction="none")
-
-        learner = PolicyLearner(policy, net, per_image, lr=float(self.optimizer_lr()),
-                                outer_lr=float(config.get("augment_lr", 0.05)),
-                                draws=int(config.get("draws", 1)))
+        policy, learner = choice_policy_learner(config, self.model, self.optimizer_lr(), seed,
+                                                float(config.get("augment_lr", 0.05)))
+        policy.to(self.device)
         return policy, learner
 
     def optimizer_lr(self) -> float:
