@@ -11,7 +11,8 @@ Reported: best validation CE after N trainings, the test CE of that trial, wall 
 PNG of best validation CE against trainings.
 
     python benchmarks/gradient_search_digits.py [--trials 100] [--hypergradient-trials 30]
-        [--seeds 0 1 2] [--chains 2] [--holdout 100] [--only hypergradient|adam|random|...]
+        [--seeds 0 1 2] [--chains 2] [--holdout 100] [--split-seed 1]
+        [--only hypergradient|adam|random|...]
 """
 
 from __future__ import annotations
@@ -34,10 +35,12 @@ CHECKPOINTS = (5, 10, 15, 25, 50, 100)
 
 
 def run(searcher: str, trials: int, storage: str, holdout: int = 0, seed: int = 0,
-        chains: int = 1) -> tuple[list[tuple[float, float, float]], float]:
+        chains: int = 1, split_seed: int = 0) -> tuple[list[tuple[float, float, float]], float]:
     space = load_space(os.path.join(ROOT, "search_spaces", "digits_64_penalties.yaml"))
     if holdout:
-        space = _with_holdout(space, holdout)
+        space = _with_constant(space, "holdout", holdout)
+    if split_seed:
+        space = _with_constant(space, "split_seed", split_seed)
     exp = space.experiment
     exp.seed = seed
     options = {"hypergradient": {"base": "random", "chains": chains,
@@ -50,7 +53,8 @@ def run(searcher: str, trials: int, storage: str, holdout: int = 0, seed: int = 
     exp.max_concurrent_trials = chains if searcher == "hypergradient" else 2
     start = time.perf_counter()
     results, _ = run_experiment(space, Overrides(num_samples=trials, storage_path=storage,
-                                                 name=f"{searcher}-{seed}"), verbose=0)
+                                                 name=f"{searcher}-{seed}-{split_seed}"),
+                                 verbose=0)
     wall = time.perf_counter() - start
     key = "holdout_loss" if holdout else "val_loss"
     rows = sorted((r.metrics["timestamp"], r.metrics[key], r.metrics["test_loss"])
@@ -58,7 +62,8 @@ def run(searcher: str, trials: int, storage: str, holdout: int = 0, seed: int = 
     return rows, wall
 
 
-def run_adam(steps: int, storage: str) -> tuple[list[tuple[float, float, float]], float]:
+def run_adam(steps: int, storage: str, split_seed: int = 0
+             ) -> tuple[list[tuple[float, float, float]], float]:
     """The reference: one trial doing plain Adam on log penalties inside the trial
     (``hypersteps``, ``outer_lr`` 0.5) from l = -4, one training per step."""
     from ray import tune
@@ -69,8 +74,10 @@ def run_adam(steps: int, storage: str) -> tuple[list[tuple[float, float, float]]
     penalty = {p.key.split(".", 1)[1]: math.exp(-4.0) for p in space.differentiable()}
     start = time.perf_counter()
     grid = tune.Tuner(resolve_trainable("digits_logreg"),
-                      param_space={"penalty": penalty, "hypersteps": steps - 1},
-                      run_config=tune.RunConfig(storage_path=storage, name="adam",
+                      param_space={"penalty": penalty, "hypersteps": steps - 1,
+                                   "split_seed": split_seed},
+                      run_config=tune.RunConfig(storage_path=storage,
+                                                name=f"adam-{split_seed}",
                                                 verbose=0)).fit()
     wall = time.perf_counter() - start
     history = grid[0].metrics_dataframe
@@ -79,11 +86,11 @@ def run_adam(steps: int, storage: str) -> tuple[list[tuple[float, float, float]]
     return rows[:steps], wall
 
 
-def _with_holdout(space, holdout):
+def _with_constant(space, key, value):
     from autometa.space import Parameter, Space
 
-    params = [p for p in space.parameters if p.key != "holdout"]
-    params.append(Parameter("holdout", ("holdout",), "constant", value=holdout))
+    params = [p for p in space.parameters if p.key != key]
+    params.append(Parameter(key, (key,), "constant", value=value))
     return Space(params, space.forbidden, space.experiment, space.source)
 
 
@@ -108,6 +115,8 @@ def main() -> None:
                         help="searcher seeds; the table shows each seed's row")
     parser.add_argument("--chains", type=int, default=1,
                         help="hypergradient chains, run at once (2 = the black-box concurrency)")
+    parser.add_argument("--split-seed", type=int, default=0,
+                        help="the trainable's split_seed: another train / validation / test split")
     args = parser.parse_args()
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     ray.init(num_cpus=2, include_dashboard=False,
@@ -117,7 +126,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as storage:
         if args.only in (None, "adam"):
             label = "in-trial Adam (hypersteps, from l = -4)"
-            rows, walls[label] = run_adam(args.hypergradient_trials, storage)
+            rows, walls[label] = run_adam(args.hypergradient_trials, storage, args.split_seed)
             curves[label] = progress(rows)
         for seed in args.seeds:
             for searcher, n in (("hypergradient", args.hypergradient_trials),
@@ -126,7 +135,8 @@ def main() -> None:
                 if args.only and searcher != args.only:
                     continue
                 label = f"{searcher} (seed {seed})"
-                rows, walls[label] = run(searcher, n, storage, args.holdout, seed, args.chains)
+                rows, walls[label] = run(searcher, n, storage, args.holdout, seed, args.chains,
+                                         args.split_seed)
                 curves[label] = progress(rows)
                 print(f"{label}: {len(rows)} trainings in {walls[label]:.0f} s", flush=True)
     ranked = "holdout CE" if args.holdout else "val CE"

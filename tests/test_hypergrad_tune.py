@@ -18,19 +18,31 @@ def _fit(config, storage, name, max_failures=0):
 
 
 def test_trial_reports_hparams_and_hypergrads_and_learns(ray_session, storage):
-    config = {"penalty": 0.05, "hypersteps": 4, "outer_lr": 0.5}
+    # two splits of the digits (split_seed) in one run: each learns, and they are other data
+    config = {"penalty": 0.05, "hypersteps": 4, "outer_lr": 0.5,
+              "split_seed": tune.grid_search([0, 1])}
     results = _fit(config, storage, "learn")
-    assert not results.errors
-    history = results[0].metrics_dataframe
-    assert history["hyperstep"].tolist() == [1, 2, 3, 4, 4]  # the last report does not update
-    assert {"hparams/penalty", "hypergrad/penalty", "hypergrad_converged"} <= set(history)
-    assert history["hparams/penalty"].iloc[0] == pytest.approx(0.05, rel=1e-12)
-    assert history["hparams/penalty"].nunique() == 5  # theta moved at every step
-    assert history["val_loss"].iloc[-1] < history["val_loss"].iloc[0]
-    assert (history["hypergrad_converged"] == 1.0).all()
-    # Each report pairs a value with the derivative at that value: the sign says where to go.
-    moves = np.sign(np.diff(np.log(history["hparams/penalty"].to_numpy()[:-1])))
-    assert np.array_equal(moves, -np.sign(history["hypergrad/penalty"].to_numpy()[:-2]))
+    assert not results.errors and len(results) == 2
+    for result in results:
+        history = result.metrics_dataframe
+        assert history["hyperstep"].tolist() == [1, 2, 3, 4, 4]  # the last report does not update
+        assert {"hparams/penalty", "hypergrad/penalty", "hypergrad_converged"} <= set(history)
+        assert history["hparams/penalty"].iloc[0] == pytest.approx(0.05, rel=1e-12)
+        assert history["hparams/penalty"].nunique() == 5  # theta moved at every step
+        assert history["val_loss"].iloc[-1] < history["val_loss"].iloc[0]
+        assert (history["hypergrad_converged"] == 1.0).all()
+        # Each report pairs a value with the derivative at that value: the sign says where to go.
+        moves = np.sign(np.diff(np.log(history["hparams/penalty"].to_numpy()[:-1])))
+        assert np.array_equal(moves, -np.sign(history["hypergrad/penalty"].to_numpy()[:-2]))
+    first = {r.config["split_seed"]: r.metrics_dataframe.iloc[0] for r in results}
+    assert first[0]["val_loss"] != pytest.approx(first[1]["val_loss"], rel=1e-6)
+    assert first[0]["test_loss"] != pytest.approx(first[1]["test_loss"], rel=1e-6)
+
+
+def test_a_bad_split_seed_is_refused():
+    for bad in (-1, 1.5, True, "0"):
+        with pytest.raises(ValueError, match="split_seed must be a non-negative integer"):
+            train_digits_logreg({"split_seed": bad})
 
 
 def test_failed_trial_resumes_from_its_checkpoint_exactly(ray_session, storage):
@@ -42,3 +54,4 @@ def test_failed_trial_resumes_from_its_checkpoint_exactly(ray_session, storage):
     assert history["hyperstep"].tolist() == straight["hyperstep"].tolist()
     np.testing.assert_allclose(history["val_loss"], straight["val_loss"], rtol=1e-9)
     np.testing.assert_allclose(history["hparams/penalty"], straight["hparams/penalty"], rtol=1e-12)
+

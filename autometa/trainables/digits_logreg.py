@@ -19,6 +19,8 @@ penalty_low/high     e^-8, e^2  bounds the penalties are clipped to
 holdout              0          validation samples held out of ``val_loss`` and its
                                 hypergradient, reported as ``holdout_loss`` (to choose when
                                 to stop without overfitting the validation set)
+split_seed           0          seed of the train / validation / test permutation (another
+                                seed: another split of the same 1,797 digits)
 fail_at_hyperstep    (none)     fault injection for tests (not after a restore)
 ==================== ========== ===========================================================
 
@@ -61,7 +63,10 @@ def penalty_hyperparameters(config: dict[str, Any]) -> list[Hyperparameter]:
 def train_digits_logreg(config: dict[str, Any]) -> None:
     """Tune function trainable (see the module docstring)."""
     torch.set_num_threads(1)
-    data = load_digits_standardized()
+    split_seed = config.get("split_seed", 0)
+    if isinstance(split_seed, bool) or not isinstance(split_seed, int) or split_seed < 0:
+        raise ValueError(f"split_seed must be a non-negative integer, got {split_seed!r}")
+    data = load_digits_standardized(seed=split_seed)
     xt, yt = torch.tensor(data.x_train, dtype=DT), torch.tensor(data.y_train)
     xv, yv = torch.tensor(data.x_val, dtype=DT), torch.tensor(data.y_val)
     holdout = int(config.get("holdout", 0))
