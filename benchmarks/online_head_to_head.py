@@ -27,7 +27,7 @@ difference to ``tpe_asha`` with a 95 % t-interval (and of the hybrid and the onl
 ``tpe_asha_large``, with their share of its epochs).
 
     python benchmarks/online_head_to_head.py [--seeds 0 1 2 3 4] [--overhead-only]
-        [--variants-only]
+        [--variants-only [--variants NAME ...]] [--train-size 100]
 
 ``--variants-only``: the online arm's one trial with nothing learned, with class weights or an
 augmentation policy learned too, in this process.
@@ -177,14 +177,23 @@ VARIANTS = [  # (name, config, the row its paired difference is taken against)
     ("poor start A, online", POOR_A, "poor start A, nothing learned"),
     ("poor start B, nothing learned", {**POOR_B, "learn": "none"}, None),
     ("poor start B, online", POOR_B, "poor start B, nothing learned"),
+    ("online, whole-run unroll", {"unroll_carry": 1.0}, "online (the arm above)"),
+    ("online, unroll carry 0.5", {"unroll_carry": 0.5}, "online (the arm above)"),
+    ("poor start A, online, whole-run unroll", {**POOR_A, "unroll_carry": 1.0},
+     "poor start A, online"),
+    ("poor start B, online, whole-run unroll", {**POOR_B, "unroll_carry": 1.0},
+     "poor start B, online"),
+    ("online, hyper_lr 0.5", {"hyper_lr": 0.5}, "online (the arm above)"),
+    ("poor start A, online, hyper_lr 0.5", {**POOR_A, "hyper_lr": 0.5}, "poor start A, online"),
 ]
 """The online arm's one trial with other things learned, or from poor start values, in this
 process (no Ray)."""
 
 
-def variants(seeds: list[int]) -> None:
+def variants(seeds: list[int], only: list[str] | None = None) -> None:
     """Test accuracy and validation CE of :data:`VARIANTS` (the online arm's config, 10
-    epochs), mean ± std over ``seeds``, and each one's paired difference to its reference."""
+    epochs), mean ± std over ``seeds``, and each one's paired difference to its reference;
+    ``only``: these variants (names containing one of the strings) and their references."""
     import warnings
 
     import torch
@@ -194,8 +203,13 @@ def variants(seeds: list[int]) -> None:
     torch.set_num_threads(1)
     base = {"train_size": TRAIN_SIZE[0], "hidden": 16, "batch_size": 64, "maxiter": 10,
             "hyper_every": 5}
-    rows: dict[str, list[tuple[float, float, float]]] = {}
-    for name, extra, _ in VARIANTS:
+    wanted = {v[0] for v in VARIANTS if not only or any(o in v[0] for o in only)}
+    for _, _, reference in reversed(VARIANTS):  # references, and theirs (listed before them)
+        if reference and any(v[0] in wanted and v[2] == reference for v in VARIANTS):
+            wanted.add(reference)
+    chosen = [v for v in VARIANTS if v[0] in wanted]
+    rows: dict[str, list[tuple[float, float, float, float]]] = {}
+    for name, extra, _ in chosen:
         rows[name] = []
         for seed in seeds:
             run = OnlineDigitsCNN({**base, **extra, "seed": seed})
@@ -205,16 +219,17 @@ def variants(seeds: list[int]) -> None:
                 while run.epoch < EPOCHS:
                     metrics, _ = run.train_epoch()
             rows[name].append((metrics["test_accuracy"], metrics["val_loss"],
-                               time.perf_counter() - start))
-    print(f"\n| one trial, {EPOCHS} epochs | test accuracy | val CE | s / run | test accuracy - "
-          f"reference (paired, 95 % t) |\n|---|---|---|---|---|")
-    for name, _, reference in VARIANTS:
-        acc, ce, wall = zip(*rows[name], strict=True)
+                               time.perf_counter() - start,
+                               metrics.get("hparams/lr", run.optimizer.param_groups[0]["lr"])))
+    print(f"\n| one trial, {EPOCHS} epochs | test accuracy | val CE | final lr | s / run | test "
+          f"accuracy - reference (paired, 95 % t) |\n|---|---|---|---|---|---|")
+    for name, _, reference in chosen:
+        acc, ce, wall, lr = zip(*rows[name], strict=True)
         paired = "-" if reference is None else interval(
             [a - b[0] for a, b in zip(acc, rows[reference], strict=True)]) + f" vs {reference}"
         print(f"| {name} | {statistics.mean(acc):.4f} ± {statistics.stdev(acc):.4f} | "
               f"{statistics.mean(ce):.4f} ± {statistics.stdev(ce):.4f} | "
-              f"{statistics.mean(wall):.2f} | {paired} |")
+              f"{statistics.mean(lr):.3g} | {statistics.mean(wall):.2f} | {paired} |")
 
 
 def main() -> None:
@@ -223,6 +238,8 @@ def main() -> None:
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
     parser.add_argument("--overhead-only", action="store_true")
     parser.add_argument("--variants-only", action="store_true")
+    parser.add_argument("--variants", nargs="+",
+                        help="with --variants-only: the variants whose names contain these")
     parser.add_argument("--train-size", type=int, default=300)
     args = parser.parse_args()
     TRAIN_SIZE[0] = args.train_size
@@ -230,7 +247,7 @@ def main() -> None:
         overhead()
         return
     if args.variants_only:
-        variants(args.seeds)
+        variants(args.seeds, args.variants)
         return
     ray.init(num_cpus=2, include_dashboard=False,
              logging_config=ray.LoggingConfig(log_level="WARNING"))

@@ -127,3 +127,76 @@ def test_a_diverged_run_is_reported_not_finite():
     _, _, result = _run("sgd", 0.9, 0.0, 400, scale=100.0)   # lr x curvature >> 2
     assert not math.isfinite(float(result.grads["lr"]))
     assert not result.info.converged and not result.info.finite and "diverged" in result.info.message
+
+
+def _run_in_two(kind: str, carry: float, lrs: tuple[float, float], steps: int = 12,
+                mu: float = 0.8):
+    """``steps`` steps of a tanh model with a hypergradient call half way; the learning rate of
+    each half given; returns the second call's result."""
+    x, y, xv, yv, w0 = _task()
+    model = nn.Linear(3, 1, bias=False, dtype=DT)
+    with torch.no_grad():
+        model.weight.copy_(w0[None])
+    hp = Hyperparameters.from_config({"lr": lrs[0], "momentum": mu}, SPACE, dtype=DT)
+    if kind == "adam":
+        engine = UnrolledEngine(model, torch.optim.Adam(model.parameters(), lr=lrs[0]), hp,
+                                {"lr": "lr"}, carry=carry)
+    else:
+        engine = UnrolledEngine(model, torch.optim.SGD(model.parameters(), lr=lrs[0], momentum=mu),
+                                hp, carry=carry)
+    val = lambda hp: 0.5 * ((torch.tanh(model(xv).squeeze(1)) - yv) ** 2).mean()  # noqa: E731
+    result = None
+    for half, lr in enumerate(lrs):
+        engine.hparams.set("lr", lr)
+        for _ in range(steps // 2):
+            engine.step(0.5 * ((torch.tanh(model(x).squeeze(1)) - y) ** 2).mean())
+        result = engine.hypergradients(val)
+        if half == 0:
+            assert engine.since_call == 0 and engine.unrolled == (0 if carry == 0 else steps // 2)
+    return result
+
+
+@pytest.mark.parametrize("kind", ["momentum", "adam"])
+@pytest.mark.parametrize("carry", [0.0, 0.5, 1.0])
+def test_carry_weights_earlier_steps_as_stated(kind, carry):
+    # With carry c the result after the second call is d L_val / d delta for the run whose
+    # first half used lr + c delta and second half lr + delta: checked by re-running it.
+    lr, h = 0.05, 1e-6
+    result = _run_in_two(kind, carry, (lr, lr))
+    shifted = [_run_in_two(kind, carry, (lr + sign * carry * h, lr + sign * h)).val_loss
+               for sign in (1, -1)]
+    numeric = (shifted[0] - shifted[1]) / (2 * h)
+    assert float(result.grads["lr"]) == pytest.approx(numeric, rel=1e-5, abs=1e-10)
+    if carry == 0.0:  # the last half alone: smaller than the whole run's here
+        whole = _run_in_two(kind, 1.0, (lr, lr))
+        assert abs(float(result.grads["lr"])) < abs(float(whole.grads["lr"]))
+
+
+def test_carry_one_is_the_functional_unroll_of_the_whole_run():
+    x, y, xv, yv, w0 = _task()
+    steps, lr, mu = 12, 0.05, 0.8
+    result = _run_in_two("momentum", 1.0, (lr, lr), steps=steps, mu=mu)
+    act = torch.tanh
+    ref, _ = unrolled(lambda p, h: 0.5 * ((act(x @ p["w"]) - y) ** 2).mean(),
+                      lambda p, h: 0.5 * ((act(xv @ p["w"]) - yv) ** 2).mean(), {"w": w0},
+                      {"lr": torch.tensor(lr, dtype=DT)}, steps=steps, optimizer="momentum",
+                      lr="lr", momentum=mu)
+    assert float(result.grads["lr"]) == pytest.approx(float(ref["lr"]), rel=1e-8)
+
+
+def test_carry_is_checked_and_kept_in_the_state():
+    model = nn.Linear(2, 1)
+    hp = Hyperparameters.from_config({"lr": 0.1, "momentum": 0.5}, SPACE)
+    for bad in (-0.1, 1.5, True, "1", math.nan):
+        with pytest.raises(ValueError, match="carry must be a number in"):
+            UnrolledEngine(model, torch.optim.SGD(model.parameters(), lr=0.1), hp, carry=bad)
+    x = torch.randn(8, 2)
+    engine = UnrolledEngine(model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.5), hp,
+                            carry=1.0)
+    for _ in range(3):
+        engine.step((model(x) ** 2).mean())
+    engine.hypergradients(lambda hp: (model(x) ** 2).mean())
+    engine.step((model(x) ** 2).mean())
+    again = UnrolledEngine(model, engine.optimizer, hp, carry=1.0)
+    again.load_state_dict(engine.state_dict())
+    assert (again.unrolled, again.since_call, again.steps) == (4, 1, 4)

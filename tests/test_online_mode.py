@@ -167,8 +167,9 @@ def test_what_is_not_learned_stays_at_its_config_value():
 
 @pytest.mark.parametrize("config", [
     {}, {"hyper_batch": 60, "damping": 1e-3},
-    {"augment": "choice", "learn": ["decay", "class_weight", "lr"]}],
-    ids=["whole-split", "minibatch-solves", "augment-and-class-weights"])
+    {"augment": "choice", "learn": ["decay", "class_weight", "lr"]},
+    {"unroll_carry": 1.0, "learn": ["lr", "momentum"]}],
+    ids=["whole-split", "minibatch-solves", "augment-and-class-weights", "whole-run-unroll"])
 def test_the_cnn_resumes_exactly_from_its_state(config):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -270,7 +271,8 @@ def test_minibatch_solves_take_a_fresh_subset_each_hyperstep_and_bad_values_are_
     assert float(a) != float(b)  # another system than the whole split's
     assert _run({"hyper_batch": 10_000}).hyper_batch is None  # at least the split: all of it
     for key, bad in (("hyper_batch", 0), ("hyper_batch", "half"), ("hyper_batch", 2.5),
-                     ("damping", -1.0), ("damping", "lots")):
+                     ("damping", -1.0), ("damping", "lots"), ("unroll_carry", 1.5),
+                     ("unroll_carry", True)):
         with pytest.raises(ValueError, match=key):
             OnlineDigitsCNN({**CONFIG, key: bad})
 
@@ -306,3 +308,16 @@ def test_the_cnn_learns_an_augmentation_policy_and_writes_it_for_export(tmp_path
     with pytest.raises(ValueError, match="augment must be"):
         _run({"augment": "trivial"})
 
+
+
+def test_unroll_carry_differentiates_the_learning_rate_through_the_whole_run():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        runs = {carry: _run({"learn": ["lr"], "unroll_carry": carry}) for carry in (0.0, 1.0)}
+        for run in runs.values():
+            run.train_epoch()
+    # 4 steps, a hyperstep every 2: the truncated unroll restarts, the whole-run one covers all
+    assert runs[0.0].unrolled.unrolled == 0 and runs[1.0].unrolled.unrolled == 4
+    assert runs[1.0].unrolled.carry == 1.0
+    a, b = (float(runs[c].last_result.grads["lr"]) for c in (0.0, 1.0))
+    assert math.isfinite(b) and a != b

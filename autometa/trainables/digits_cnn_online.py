@@ -5,11 +5,12 @@ model would use: every ``hyper_every`` SGD steps, the weight decay of each layer
 smoothing and (if asked) the class weights move against their implicit hypergradients
 (:class:`ImplicitEngine`, over the whole training split or a fresh random ``hyper_batch`` of
 it, warm-started), the learning rate and momentum against their hypergradient through those
-steps (:class:`UnrolledEngine`: a truncated unroll, so it sees only the short horizon, which is
-known to favour small learning rates), and (``augment: choice``) an augmentation policy against
-its look-ahead hypergradient. The validation split drives them; ``test_*`` is never seen. A
-searcher or population scheduler chooses the rest (``hidden``, ``batch_size``) and the start
-values: ``search_spaces/online_hybrid.yaml``.
+steps (:class:`UnrolledEngine`: by default a truncated unroll, so it sees only the short
+horizon, which is known to favour small learning rates; ``unroll_carry`` lengthens it), and
+(``augment: choice``) an augmentation policy against its look-ahead hypergradient. The
+validation split drives them; ``test_*`` is never seen. A searcher or population scheduler
+chooses the rest (``hidden``, ``batch_size``) and the start values:
+``search_spaces/online_hybrid.yaml``.
 
 Config keys (all optional):
 
@@ -35,6 +36,10 @@ augment        none        ``choice``: augment every training batch by a
                            (1) as for ``digits_augment``
 hyper_every    10          SGD steps between hypersteps (T), or ``epoch``: at each epoch's end
 hyper_lr       0.05        the hypersteps' Adam step, in log/logit units
+unroll_carry   0           share of the learning rate's and momentum's tangents kept from
+                           one hyperstep to the next (``UnrolledEngine(carry=...)``): 0
+                           differentiates through the last ``hyper_every`` steps only, 1
+                           through the whole run so far
 hyper_update   true        false: take and report the hypergradients, move nothing (for a
                            population scheduler that moves the values itself)
 maxiter        20          Hessian-vector products of each implicit solve
@@ -181,7 +186,9 @@ class OnlineDigitsCNN:
                                         maxiter=int(config.get("maxiter", 20)))
                          if self.loss_hp is not None else None)
         self.hyper_batch = _hyper_batch(config.get("hyper_batch", "all"), size)
-        self.unrolled = (UnrolledEngine(self.model, self.optimizer, self.opt_hp)
+        carry = _carry(config.get("unroll_carry", 0.0))
+        self.unrolled = (UnrolledEngine(self.model, self.optimizer, self.opt_hp,
+                                        carry=carry)
                          if self.opt_hp is not None else None)
         held = [h for h in (self.loss_hp, self.opt_hp) if h is not None]
         self.updater = (OnlineUpdater(*held, lr=float(config.get("hyper_lr", 0.05)))
@@ -356,6 +363,12 @@ def _damping(value: Any) -> float | str:
         return value
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
         raise ValueError(f"damping must be 'auto' or a number >= 0, got {value!r}")
+    return float(value)
+
+
+def _carry(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise ValueError(f"unroll_carry must be a number in [0, 1], got {value!r}")
     return float(value)
 
 
