@@ -163,7 +163,9 @@ def main() -> None:
     fig.tight_layout()
     suffix = (f"_holdout{args.holdout}" if args.holdout else "") + \
         (f"_seeds{'-'.join(map(str, args.seeds))}" if args.seeds != [0] else "") + \
-        (f"_chains{args.chains}" if args.chains != 1 else "") + (f"_{args.only}" if args.only else "")
+        (f"_chains{args.chains}" if args.chains != 1 else "") + \
+        (f"_split{args.split_seed}" if args.split_seed else "") + \
+        (f"_{args.only}" if args.only else "")
     out = os.path.join(ROOT, "benchmarks", f"gradient_search_digits{suffix}.png")
     fig.savefig(out, dpi=100)
     print(f"\nplot: {out}")
