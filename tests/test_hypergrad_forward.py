@@ -200,3 +200,112 @@ def test_carry_is_checked_and_kept_in_the_state():
     again = UnrolledEngine(model, engine.optimizer, hp, carry=1.0)
     again.load_state_dict(engine.state_dict())
     assert (again.unrolled, again.since_call, again.steps) == (4, 1, 4)
+
+
+LOSS_SPACE = space_from_dict({"parameters": {
+    "lr": {"type": "loguniform", "low": 1e-4, "high": 1.0, "differentiable": True},
+    "wd": {"type": "loguniform", "low": 1e-5, "high": 1.0, "differentiable": True},
+    "strength": {"type": "uniform", "low": 0.0, "high": 1.0, "differentiable": True},
+}})
+
+
+def _mlp_run(kind: str, wd: float, strength: float, steps: int = 24, every: int = 8,
+             carry: float = 1.0, lr: float = 0.05, names=("wd", "strength")):
+    """A tanh MLP trained on a mixture of clean and 'augmented' (fixed noisy) inputs:
+    loss = (1 - s) l(x) + s l(x_aug) + wd/2 |w|^2, with hypergradient calls every ``every``
+    steps; returns every call's result and the final validation loss."""
+    gen = torch.Generator().manual_seed(1)
+    x, y = torch.randn(32, 3, generator=gen, dtype=DT), torch.randn(32, 1, generator=gen, dtype=DT)
+    x_aug = x + 0.7 * torch.randn(32, 3, generator=gen, dtype=DT)
+    xv, yv = torch.randn(24, 3, generator=gen, dtype=DT), torch.randn(24, 1, generator=gen, dtype=DT)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 6), nn.Tanh(), nn.Linear(6, 1)).double()
+    hp = Hyperparameters.from_config({"lr": lr, "wd": wd, "strength": strength}, LOSS_SPACE,
+                                     dtype=DT)
+    if kind == "adam":
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+    else:
+        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9 if kind == "momentum" else 0)
+    engine = UnrolledEngine(model, opt, hp, {"lr": "lr"}, carry=carry, loss_hparams=names)
+
+    def loss(hp):
+        mse = lambda inputs: ((model(inputs) - y) ** 2).mean()  # noqa: E731
+        decay = sum((p ** 2).sum() for p in model.parameters())
+        return (1 - hp["strength"]) * mse(x) + hp["strength"] * mse(x_aug) + 0.5 * hp["wd"] * decay
+
+    def val(hp):
+        return ((model(xv) - yv) ** 2).mean()
+
+    results = []
+    for k in range(steps):
+        engine.step(loss)
+        if (k + 1) % every == 0:
+            results.append(engine.hypergradients(val))
+    return results, float(val(None).detach())
+
+
+@pytest.mark.parametrize("kind", ["sgd", "momentum", "adam"])
+def test_loss_hyperparameters_match_finite_differences_of_the_whole_run(kind):
+    wd, s, eps = 0.02, 0.4, 1e-6
+    results, _ = _mlp_run(kind, wd, s)
+    final = results[-1]                      # carry=1: the whole run's derivative
+    assert final.info.finite and set(final.grads) == {"lr", "wd", "strength"}
+    for name, at in (("wd", wd), ("strength", s)):
+        shifted = {"wd": wd, "strength": s}
+        up = _mlp_run(kind, **{**shifted, name: at + eps})[1]
+        down = _mlp_run(kind, **{**shifted, name: at - eps})[1]
+        fd = (up - down) / (2 * eps)
+        assert abs(fd) > 1e-4                # a derivative that could be got wrong
+        assert float(final.grads[name]) == pytest.approx(fd, rel=1e-5, abs=1e-9), name
+    # the learning rate beside them is the same as without loss hyperparameters
+    alone, _ = _mlp_run(kind, wd, s, names=())
+    torch.testing.assert_close(final.grads["lr"], alone[-1].grads["lr"], rtol=1e-10, atol=1e-12)
+
+
+def test_a_truncated_loss_hyperparameter_differentiates_the_last_steps_only():
+    wd, s, eps = 0.02, 0.4, 1e-6
+    results, _ = _mlp_run("momentum", wd, s, carry=0.0)
+    last = results[-1]
+    # the derivative of the final validation loss for a shift of wd on the last 8 steps alone:
+    # re-run with the shifted value from step 16 on (same start of training)
+
+    def run(delta: float) -> float:
+        gen = torch.Generator().manual_seed(1)
+        x, y = torch.randn(32, 3, generator=gen, dtype=DT), torch.randn(32, 1, generator=gen,
+                                                                        dtype=DT)
+        x_aug = x + 0.7 * torch.randn(32, 3, generator=gen, dtype=DT)
+        xv, yv = torch.randn(24, 3, generator=gen, dtype=DT), torch.randn(24, 1, generator=gen,
+                                                                          dtype=DT)
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(3, 6), nn.Tanh(), nn.Linear(6, 1)).double()
+        opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        for k in range(24):
+            decay = wd + (delta if k >= 16 else 0.0)
+            opt.zero_grad()
+            loss = (1 - s) * ((model(x) - y) ** 2).mean() + s * ((model(x_aug) - y) ** 2).mean() \
+                + 0.5 * decay * sum((p ** 2).sum() for p in model.parameters())
+            loss.backward()
+            opt.step()
+        return float(((model(xv) - yv) ** 2).mean())
+
+    fd = (run(eps) - run(-eps)) / (2 * eps)
+    assert float(last.grads["wd"]) == pytest.approx(fd, rel=1e-5, abs=1e-9)
+    whole, _ = _mlp_run("momentum", wd, s, carry=1.0)
+    assert abs(float(whole[-1].grads["wd"]) - fd) > 0.05 * abs(fd)   # the whole run differs
+
+
+def test_loss_hyperparameters_are_checked():
+    model = nn.Linear(3, 1).double()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    hp = Hyperparameters.from_config({"lr": 0.1, "wd": 0.01, "strength": 0.5}, LOSS_SPACE,
+                                     dtype=DT)
+    with pytest.raises(ValueError, match="no hyperparameter \\['nope'\\]"):
+        UnrolledEngine(model, opt, hp, loss_hparams=["nope"])
+    with pytest.raises(ValueError, match="both an optimizer setting and a loss"):
+        UnrolledEngine(model, opt, hp, {"lr": "lr"}, loss_hparams=["lr"])
+    with pytest.raises(ValueError, match="list of names"):
+        UnrolledEngine(model, opt, hp, loss_hparams="wd")
+    only = UnrolledEngine(model, opt, hp, settings={}, loss_hparams=["wd"])  # no setting needed
+    assert only.settings == {} and only.loss_hparams == ["wd"]
+    with pytest.raises(TypeError, match="pass the loss as a function"):
+        only.step(model(torch.ones(2, 3, dtype=DT)).sum())

@@ -179,6 +179,32 @@ def test_engine_warm_starts_and_resumes_its_solution():
     torch.testing.assert_close(second.grads["wd"], first.grads["wd"], rtol=1e-6, atol=1e-12)
 
 
+def test_an_engine_warns_on_the_first_second_fourth_eighth_unconverged_call():
+    model, x, y, xv, yv = _ridge_model()   # untrained weights: every call is unconverged
+    space = space_from_dict({"parameters": {"wd": {"type": "loguniform", "low": 1e-4, "high": 10,
+                                                   "differentiable": True}}})
+    engine = ImplicitEngine(model, Hyperparameters.from_config({"wd": 0.3}, space, dtype=DT))
+
+    def train_loss(hp):
+        return 0.5 * ((model(x).squeeze(1) - y) ** 2).mean() + 0.5 * hp["wd"] * (model.weight ** 2).sum()
+
+    def val_loss(hp):
+        return 0.5 * ((model(xv).squeeze(1) - yv) ** 2).mean()
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        verdicts = [engine.hypergradients(train_loss, val_loss).info.converged for _ in range(6)]
+        resumed = ImplicitEngine(model, Hyperparameters.from_config({"wd": 0.3}, space, dtype=DT))
+        resumed.load_state_dict(engine.state_dict())   # the count survives a checkpoint
+        verdicts += [resumed.hypergradients(train_loss, val_loss).info.converged for _ in range(4)]
+    said = [str(w.message) for w in caught if issubclass(w.category, UnconvergedWarning)]
+    assert verdicts == [False] * 10                    # every verdict is still in the results
+    assert [m.split("[")[-1] for m in said] == [
+        f"unconverged on {n} of {n} calls of this engine; said again at {2 * n}]"
+        for n in (1, 2, 4, 8)]
+    assert all("inner" in m for m in said)             # each keeps the advice itself
+
+
 def test_a_nan_loss_gives_nan_hypergradients_and_says_so():
     model, x, y, xv, yv = _ridge_model()
     space = space_from_dict({"parameters": {"wd": {"type": "loguniform", "low": 1e-4, "high": 10,

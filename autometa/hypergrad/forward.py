@@ -31,6 +31,15 @@ optimizer's own ``weight_decay`` :math:`\omega` adds :math:`\omega w` to :math:`
   / (2 \sqrt{\hat v} (\sqrt{\hat v} + \epsilon)^2)` and
   :math:`z_{k+1} = z_k - \eta \dot d - [s = \eta]\, d` (the learning rate only).
 
+Hyperparameters the training loss reads (``loss_hparams``: weight decay, label smoothing, the
+strength of augmentation, ...) are differentiated through the same steps: their tangent's
+gradient term gains the mixed derivative, :math:`\dot g_k = H_k z_k + \partial g_k / \partial
+s`, computed as one backward pass, :math:`\nabla_w(\langle g_k, z_k\rangle + \partial
+L_{train} / \partial s)`, and the recursions above carry it unchanged (no explicit setting
+term). With ``carry=1`` that is the whole run's derivative, where the implicit engine's
+assumption (weights at an optimum of the training loss) does not hold, e.g. an SGD budget that
+ends short of a minimum.
+
 Buffers are constants to the tangent: a BatchNorm network's running statistics, which its
 validation loss reads in evaluation mode, also depend on the settings through the steps, and
 that part of the derivative is left out (a finite difference of re-running the steps includes
@@ -55,6 +64,9 @@ from autometa.hypergrad.model import Hypergradients, Hyperparameters
 SETTINGS = {torch.optim.SGD: ("lr", "momentum"), torch.optim.Adam: ("lr",)}
 """Optimizers supported and the settings each can differentiate."""
 
+LOSS = "loss:"
+"""Prefix of a loss hyperparameter's tangent in :attr:`UnrolledEngine.tangents`."""
+
 
 class UnrolledEngine:
     """Hypergradients of optimizer settings through the steps of your own training loop.
@@ -73,18 +85,34 @@ class UnrolledEngine:
             every supported setting whose name is a hyperparameter).
         carry: The share of the tangents kept after each :meth:`hypergradients` call, in
             [0, 1]: 0 restarts the unroll (the last steps only), 1 keeps the whole run.
+        loss_hparams: Names of scalar hyperparameters the training loss reads, differentiated
+            through the steps too; :meth:`step` then takes the loss as a function
+            ``loss(hp) -> scalar`` (``hp[name]`` carries the graph). One more backward pass
+            per step and name.
 
     Raises:
-        ValueError: an unsupported optimizer or setting, several parameter groups, or a
-            ``carry`` outside [0, 1].
+        ValueError: an unsupported optimizer or setting, several parameter groups, a
+            ``carry`` outside [0, 1], or a loss hyperparameter that is unknown, not a scalar
+            or also an optimizer setting.
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer,
                  hparams: Hyperparameters, settings: Mapping[str, str] | None = None,
-                 carry: float = 0.0) -> None:
+                 carry: float = 0.0, loss_hparams: Sequence[str] = ()) -> None:
         if isinstance(carry, bool) or not isinstance(carry, (int, float)) or not (
                 0.0 <= carry <= 1.0):
             raise ValueError(f"carry must be a number in [0, 1], got {carry!r}")
+        if isinstance(loss_hparams, str):
+            raise ValueError(f"loss_hparams must be a list of names, got {loss_hparams!r}")
+        loss_hparams = list(loss_hparams)
+        unknown = [n for n in loss_hparams if n not in hparams]
+        if unknown:
+            raise ValueError(f"loss_hparams: no hyperparameter {unknown}; these are: "
+                             f"{hparams.names}")
+        vectors = [n for n in loss_hparams if hparams[n].numel() != 1]
+        if vectors:
+            raise ValueError(f"loss_hparams: {vectors} are not scalars (one tangent per "
+                             "element would cost a backward pass each): split them")
         supported = SETTINGS.get(type(optimizer))
         if supported is None:
             raise ValueError(f"{type(optimizer).__name__}: only {sorted(c.__name__ for c in SETTINGS)} "
@@ -95,7 +123,10 @@ class UnrolledEngine:
         if group.get("nesterov") or group.get("dampening") or group.get("amsgrad"):
             raise ValueError("Nesterov momentum, dampening and AMSGrad are not supported")
         if settings is None:
-            settings = {s: s for s in supported if s in hparams}
+            settings = {s: s for s in supported if s in hparams and s not in loss_hparams}
+        both = sorted(set(settings.values()) & set(loss_hparams))
+        if both:
+            raise ValueError(f"{both}: both an optimizer setting and a loss hyperparameter")
         unknown = [s for s in settings if s not in supported]
         if unknown:
             raise ValueError(f"{type(optimizer).__name__} has no differentiable setting {unknown}; "
@@ -103,11 +134,13 @@ class UnrolledEngine:
         missing = [n for n in settings.values() if n not in hparams]
         if missing:
             raise ValueError(f"no hyperparameter {missing}; these are: {hparams.names}")
-        if not settings:
+        if not settings and not loss_hparams:
             raise ValueError(f"no hyperparameter names a setting of {type(optimizer).__name__} "
-                             f"({list(supported)}): pass settings={{'lr': '<name>'}}")
+                             f"({list(supported)}): pass settings={{'lr': '<name>'}} or "
+                             "loss_hparams=[...]")
         self.model, self.optimizer, self.hparams = model, optimizer, hparams
         self.settings = dict(settings)
+        self.loss_hparams = loss_hparams
         self.carry = float(carry)
         self.params = [p for p in model.parameters() if p.requires_grad]
         owned = {id(p) for p in group["params"]}
@@ -121,28 +154,55 @@ class UnrolledEngine:
         """Restart the unroll here (tangents to zero)."""
         zeros = lambda: [torch.zeros_like(p) for p in self.params]  # noqa: E731
         self.tangents = {s: {"w": zeros(), "b": zeros(), "m": zeros(), "v": zeros()}
-                         for s in self.settings}
+                         for s in self._keys()}
         self.unrolled = 0  # steps the tangents cover
         self.since_call = 0  # steps since the last hypergradients call
 
-    def step(self, loss: torch.Tensor) -> torch.Tensor:
-        """One optimizer step on ``loss`` (a scalar of the current weights), carrying the tangents."""
+    def _keys(self) -> list[str]:
+        # the tangents' keys: each optimizer setting, then "loss:<name>" per loss hyperparameter
+        return list(self.settings) + [LOSS + n for n in self.loss_hparams]
+
+    def _name(self, key: str) -> str:
+        return key[len(LOSS):] if key.startswith(LOSS) else self.settings[key]
+
+    def step(self, loss: torch.Tensor | Callable[[Mapping[str, torch.Tensor]], torch.Tensor]
+             ) -> torch.Tensor:
+        """One optimizer step on ``loss``, carrying the tangents: a scalar of the current
+        weights, or ``loss(hp) -> scalar`` (required with ``loss_hparams``)."""
         group = self.optimizer.param_groups[0]
         for setting, name in self.settings.items():
             group[setting] = float(self.hparams[name])
+        values: Mapping[str, torch.Tensor] = {}
+        if callable(loss):
+            _, values = self.hparams.tracked()
+            loss = loss(values)
+        elif self.loss_hparams:
+            raise TypeError(f"with loss_hparams {self.loss_hparams}, pass the loss as a function "
+                            "of the hyperparameters, step(lambda hp: ...)")
+        if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+            raise TypeError(f"the training loss must be a scalar tensor, got {type(loss).__name__}")
         grads = torch.autograd.grad(loss, self.params, create_graph=True, allow_unused=True)
         grads = [torch.zeros_like(p) if g is None else g for p, g in zip(self.params, grads,
                                                                           strict=True)]
         decay = float(group.get("weight_decay", 0.0) or 0.0)
         hvps = {}
-        for setting, t in self.tangents.items():
-            if self.unrolled == 0:
-                hvps[setting] = [torch.zeros_like(p) for p in self.params]
+        for key, t in self.tangents.items():
+            # gdot = H z (+ d g / d s for a loss hyperparameter): one backward pass of
+            # <g, z> (+ dL/ds) with respect to the weights
+            target = sum((g * z).sum() for g, z in zip(grads, t["w"], strict=True)) \
+                if self.unrolled else None
+            if key.startswith(LOSS):
+                (direct,) = torch.autograd.grad(loss, values[self._name(key)], create_graph=True,
+                                                allow_unused=True)
+                if direct is not None:
+                    target = direct.sum() if target is None else target + direct.sum()
+            if target is None or not target.requires_grad:
+                hvps[key] = [decay * z for z in t["w"]]
                 continue
-            products = torch.autograd.grad(grads, self.params, grad_outputs=t["w"],
-                                           retain_graph=True, allow_unused=True)
-            hvps[setting] = [(torch.zeros_like(p) if h is None else h.detach()) + decay * z
-                             for p, h, z in zip(self.params, products, t["w"], strict=True)]
+            products = torch.autograd.grad(target, self.params, retain_graph=True,
+                                           allow_unused=True)
+            hvps[key] = [(torch.zeros_like(p) if h is None else h.detach()) + decay * z
+                         for p, h, z in zip(self.params, products, t["w"], strict=True)]
         previous = [{**self._state(p), "_w": p.detach().clone()} for p in self.params]  # b_k, w_k
         with torch.no_grad():
             for p, g in zip(self.params, grads, strict=True):
@@ -164,16 +224,24 @@ class UnrolledEngine:
         was_training = self.model.training
         self.model.eval()
         try:
-            value = val_loss(self.hparams.values())
-            grads = torch.autograd.grad(value, self.params, allow_unused=True)
+            _, tracked = self.hparams.tracked()
+            value = val_loss(tracked)
+            read = [n for n in self.loss_hparams if tracked[n].requires_grad]
+            *grads, = torch.autograd.grad(value, [*self.params, *(tracked[n] for n in read)],
+                                          allow_unused=True)
+            # a loss hyperparameter the validation loss reads itself: its direct term
+            direct = dict(zip(read, grads[len(self.params):], strict=True))
+            grads = grads[:len(self.params)]
         finally:
             self.model.train(was_training)
         grads = [torch.zeros_like(p) if g is None else g for p, g in zip(self.params, grads,
                                                                           strict=True)]
         out = {}
-        for setting, name in self.settings.items():
-            z = self.tangents[setting]["w"]
-            out[name] = sum((g * zi).sum() for g, zi in zip(grads, z, strict=True)).detach()
+        for key, t in self.tangents.items():
+            name = self._name(key)
+            out[name] = sum((g * zi).sum() for g, zi in zip(grads, t["w"], strict=True)).detach()
+            if direct.get(name) is not None:
+                out[name] = out[name] + direct[name].detach().reshape(out[name].shape)
         finite = math.isfinite(float(value.detach())) and all(
             math.isfinite(float(v)) for v in out.values())
         norm = math.sqrt(sum(float(v) ** 2 for v in out.values())) if finite else math.nan
@@ -183,7 +251,7 @@ class UnrolledEngine:
             message = "no step since the last call: the hypergradient is 0"
         info = HypergradientInfo(finite, 0.0 if finite else math.nan, method="unrolled",
                                  hypergrad_norm=norm, finite=finite, message=message)
-        values = {name: self.hparams[name] for name in self.settings.values()}
+        values = {name: self.hparams[name] for name in out}
         self._restart()
         return Hypergradients(out, values, float(value.detach()), info)
 

@@ -296,6 +296,7 @@ class ImplicitEngine:
         self.solution: torch.Tensor | None = None
         self.spectrum: tuple[float, float] | None = None  # the last estimate and its age
         self.spectrum_age = 0
+        self.calls = self.unconverged = 0  # warnings: the 1st, 2nd, 4th, 8th... unconverged
 
     def hypergradients(self, train_loss: Closure, val_loss: Closure) -> Hypergradients:
         """:math:`dL_{val}/dx` for every hyperparameter at the model's current weights.
@@ -307,8 +308,10 @@ class ImplicitEngine:
                 whole training set or a large batch.
             val_loss: ``val_loss(hp) -> scalar`` (called in evaluation mode).
 
-        A failed check warns with :class:`~autometa.hypergrad.implicit.UnconvergedWarning` and
-        is in ``result.info``; a non-finite loss gives NaN hypergradients and
+        A failed check is in ``result.info`` and warns with
+        :class:`~autometa.hypergrad.implicit.UnconvergedWarning` on the 1st, 2nd, 4th, 8th...
+        unconverged call of this engine (each with the count so far: a long run is not flooded,
+        every call's verdict is in its results); a non-finite loss gives NaN hypergradients and
         ``info.finite`` False.
         """
         model = self.model
@@ -342,10 +345,15 @@ class ImplicitEngine:
             self.spectrum_age += 1
         elif result.spectrum is not None:  # estimated by this call
             self.spectrum, self.spectrum_age = result.spectrum, 1
+        self.calls += 1
         if not result.info.converged:
-            from autometa.hypergrad.implicit import UnconvergedWarning
+            self.unconverged += 1
+            if _said_now(self.unconverged):
+                from autometa.hypergrad.implicit import UnconvergedWarning
 
-            warnings.warn(result.info.message, UnconvergedWarning, stacklevel=2)
+                warnings.warn(f"{result.info.message} [unconverged on {self.unconverged} of "
+                              f"{self.calls} calls of this engine; said again at "
+                              f"{2 * self.unconverged}]", UnconvergedWarning, stacklevel=2)
         grads = self.hparams.value_grads(dict(zip(raws, result.grads, strict=True)))
         return Hypergradients(grads, self.hparams.values(), float(val_value.detach()), result.info)
 
@@ -354,13 +362,21 @@ class ImplicitEngine:
         (to resume exactly)."""
         return {"solution": None if self.solution is None else self.solution.clone(),
                 "spectrum": self.spectrum, "spectrum_age": self.spectrum_age,
+                "calls": self.calls, "unconverged": self.unconverged,
                 "hparams": self.hparams.state_dict()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.solution = state.get("solution")
         self.spectrum = state.get("spectrum")
         self.spectrum_age = int(state.get("spectrum_age", 0))
+        self.calls = int(state.get("calls", 0))
+        self.unconverged = int(state.get("unconverged", 0))
         self.hparams.load_state_dict(state.get("hparams", {}))
+
+
+def _said_now(count: int) -> bool:
+    # warn on the 1st, 2nd, 4th, 8th... occurrence: count is a power of two
+    return count > 0 and count & (count - 1) == 0
 
 
 def _scalar(value: Any, name: str) -> torch.Tensor:
