@@ -185,6 +185,14 @@ VARIANTS = [  # (name, config, the row its paired difference is taken against)
      "poor start B, online"),
     ("online, hyper_lr 0.5", {"hyper_lr": 0.5}, "online (the arm above)"),
     ("poor start A, online, hyper_lr 0.5", {**POOR_A, "hyper_lr": 0.5}, "poor start A, online"),
+    ("online, loss hparams through the steps", {"loss_hypergradient": "unrolled"},
+     "online (the arm above)"),
+    ("online, all through the whole run", {"loss_hypergradient": "unrolled",
+                                           "unroll_carry": 1.0}, "online (the arm above)"),
+    ("poor start A, online, all through the whole run",
+     {**POOR_A, "loss_hypergradient": "unrolled", "unroll_carry": 1.0}, "poor start A, online"),
+    ("poor start B, online, all through the whole run",
+     {**POOR_B, "loss_hypergradient": "unrolled", "unroll_carry": 1.0}, "poor start B, online"),
 ]
 """The online arm's one trial with other things learned, or from poor start values, in this
 process (no Ray)."""
@@ -220,16 +228,20 @@ def variants(seeds: list[int], only: list[str] | None = None) -> None:
                     metrics, _ = run.train_epoch()
             rows[name].append((metrics["test_accuracy"], metrics["val_loss"],
                                time.perf_counter() - start,
-                               metrics.get("hparams/lr", run.optimizer.param_groups[0]["lr"])))
-    print(f"\n| one trial, {EPOCHS} epochs | test accuracy | val CE | final lr | s / run | test "
-          f"accuracy - reference (paired, 95 % t) |\n|---|---|---|---|---|---|")
+                               metrics.get("hparams/lr", run.optimizer.param_groups[0]["lr"]),
+                               metrics.get("hparams/smoothing", float(run.fixed["smoothing"])),
+                               metrics.get("hparams/decay.fc", float(run.fixed["decay.fc"]))))
+    print(f"\n| one trial, {EPOCHS} epochs | test accuracy | val CE | final lr | final "
+          f"smoothing | final fc decay | s / run | test accuracy - reference (paired, 95 % t) |"
+          f"\n|---|---|---|---|---|---|---|---|")
     for name, _, reference in chosen:
-        acc, ce, wall, lr = zip(*rows[name], strict=True)
+        acc, ce, wall, lr, smoothing, decay = zip(*rows[name], strict=True)
         paired = "-" if reference is None else interval(
             [a - b[0] for a, b in zip(acc, rows[reference], strict=True)]) + f" vs {reference}"
         print(f"| {name} | {statistics.mean(acc):.4f} ± {statistics.stdev(acc):.4f} | "
               f"{statistics.mean(ce):.4f} ± {statistics.stdev(ce):.4f} | "
-              f"{statistics.mean(lr):.3g} | {statistics.mean(wall):.2f} | {paired} |")
+              f"{statistics.mean(lr):.3g} | {statistics.mean(smoothing):.3g} | "
+              f"{statistics.mean(decay):.3g} | {statistics.mean(wall):.2f} | {paired} |")
 
 
 def main() -> None:

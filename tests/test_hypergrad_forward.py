@@ -286,7 +286,7 @@ def test_a_truncated_loss_hyperparameter_differentiates_the_last_steps_only():
                 + 0.5 * decay * sum((p ** 2).sum() for p in model.parameters())
             loss.backward()
             opt.step()
-        return float(((model(xv) - yv) ** 2).mean())
+        return float(((model(xv) - yv) ** 2).mean().detach())
 
     fd = (run(eps) - run(-eps)) / (2 * eps)
     assert float(last.grads["wd"]) == pytest.approx(fd, rel=1e-5, abs=1e-9)

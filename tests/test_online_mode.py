@@ -168,8 +168,10 @@ def test_what_is_not_learned_stays_at_its_config_value():
 @pytest.mark.parametrize("config", [
     {}, {"hyper_batch": 60, "damping": 1e-3},
     {"augment": "choice", "learn": ["decay", "class_weight", "lr"]},
-    {"unroll_carry": 1.0, "learn": ["lr", "momentum"]}],
-    ids=["whole-split", "minibatch-solves", "augment-and-class-weights", "whole-run-unroll"])
+    {"unroll_carry": 1.0, "learn": ["lr", "momentum"]},
+    {"unroll_carry": 1.0, "loss_hypergradient": "unrolled"}],
+    ids=["whole-split", "minibatch-solves", "augment-and-class-weights", "whole-run-unroll",
+         "loss-through-the-steps"])
 def test_the_cnn_resumes_exactly_from_its_state(config):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -272,7 +274,7 @@ def test_minibatch_solves_take_a_fresh_subset_each_hyperstep_and_bad_values_are_
     assert _run({"hyper_batch": 10_000}).hyper_batch is None  # at least the split: all of it
     for key, bad in (("hyper_batch", 0), ("hyper_batch", "half"), ("hyper_batch", 2.5),
                      ("damping", -1.0), ("damping", "lots"), ("unroll_carry", 1.5),
-                     ("unroll_carry", True)):
+                     ("unroll_carry", True), ("loss_hypergradient", "exact")):
         with pytest.raises(ValueError, match=key):
             OnlineDigitsCNN({**CONFIG, key: bad})
 
@@ -321,3 +323,35 @@ def test_unroll_carry_differentiates_the_learning_rate_through_the_whole_run():
     assert runs[1.0].unrolled.carry == 1.0
     a, b = (float(runs[c].last_result.grads["lr"]) for c in (0.0, 1.0))
     assert math.isfinite(b) and a != b
+
+
+def test_loss_hyperparameters_through_the_steps_match_a_re_run_epoch():
+    """``loss_hypergradient: unrolled``: the decays' and the smoothing's hypergradients come
+    from the steps taken (no implicit solve), and the decays' match central differences of
+    re-running the epoch (report-only, so the values do not move during it; at this step size
+    the float32 validation loss is smooth in the decay at this scale)."""
+    config = {"loss_hypergradient": "unrolled", "hyper_every": "epoch", "hyper_update": False,
+              "learn": ["decay", "smoothing"], "decay": 0.01, "smoothing": 0.1}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run = _run(config)
+        run.train_epoch()
+    assert run.implicit is None and run.unrolled.loss_hparams == [
+        "decay.conv1", "decay.conv2", "decay.fc", "smoothing"]
+    grads = run.last_result.grads
+    assert math.isfinite(float(grads["smoothing"])) and float(grads["smoothing"]) != 0.0
+
+    def val_after(decay) -> float:
+        again = _run({**config, "learn": "none", "decay": decay})
+        again.train_epoch()
+        with torch.no_grad():
+            return float(again.val_loss())
+
+    eps = 0.002
+    every = (val_after(0.01 + eps) - val_after(0.01 - eps)) / (2 * eps)
+    fc = (val_after({"fc": 0.01 + eps, "conv1": 0.01, "conv2": 0.01})
+          - val_after({"fc": 0.01 - eps, "conv1": 0.01, "conv2": 0.01})) / (2 * eps)
+    total = sum(float(grads[f"decay.{layer}"]) for layer in ("conv1", "conv2", "fc"))
+    assert abs(every) > 1e-3
+    assert total == pytest.approx(every, rel=0.05)
+    assert float(grads["decay.fc"]) == pytest.approx(fc, rel=0.05)

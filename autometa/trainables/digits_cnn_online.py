@@ -4,9 +4,10 @@ The online mode (:mod:`autometa.hypergrad.online`), through the same public API 
 model would use: every ``hyper_every`` SGD steps, the weight decay of each layer, the label
 smoothing and (if asked) the class weights move against their implicit hypergradients
 (:class:`ImplicitEngine`, over the whole training split or a fresh random ``hyper_batch`` of
-it, warm-started), the learning rate and momentum against their hypergradient through those
-steps (:class:`UnrolledEngine`: by default a truncated unroll, so it sees only the short
-horizon, which is known to favour small learning rates; ``unroll_carry`` lengthens it), and
+it, warm-started; or, ``loss_hypergradient: unrolled``, through the steps taken), the
+learning rate and momentum against their hypergradient through those steps
+(:class:`UnrolledEngine`: by default a truncated unroll, so it sees only the short horizon,
+which is known to favour small learning rates; ``unroll_carry`` lengthens it), and
 (``augment: choice``) an augmentation policy against its look-ahead hypergradient. The
 validation split drives them; ``test_*`` is never seen. A searcher or population scheduler
 chooses the rest (``hidden``, ``batch_size``) and the start values:
@@ -40,6 +41,11 @@ unroll_carry   0           share of the learning rate's and momentum's tangents 
                            one hyperstep to the next (``UnrolledEngine(carry=...)``): 0
                            differentiates through the last ``hyper_every`` steps only, 1
                            through the whole run so far
+loss_hypergra- implicit    how the decays, the smoothing and the class weights get their
+dient                      hypergradients: ``implicit`` (at the current weights, as if at an
+                           optimum) or ``unrolled`` (through the steps taken, by
+                           ``UnrolledEngine(loss_hparams=...)`` with ``unroll_carry``: no
+                           optimum assumed; one more backward pass a step per hyperparameter)
 hyper_update   true        false: take and report the hypergradients, move nothing (for a
                            population scheduler that moves the values itself)
 maxiter        20          Hessian-vector products of each implicit solve
@@ -181,15 +187,23 @@ class OnlineDigitsCNN:
         self.opt_hp = _hparams(start, opt_names, self.device)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=start["lr"],
                                          momentum=start["momentum"])
+        self.through_steps = _loss_hypergradient(config.get("loss_hypergradient", "implicit"))
         self.implicit = (ImplicitEngine(self.model, self.loss_hp,
                                         damping=_damping(config.get("damping", "auto")),
                                         maxiter=int(config.get("maxiter", 20)))
-                         if self.loss_hp is not None else None)
+                         if self.loss_hp is not None and not self.through_steps else None)
         self.hyper_batch = _hyper_batch(config.get("hyper_batch", "all"), size)
         carry = _carry(config.get("unroll_carry", 0.0))
-        self.unrolled = (UnrolledEngine(self.model, self.optimizer, self.opt_hp,
-                                        carry=carry)
-                         if self.opt_hp is not None else None)
+        # through the steps: one engine for the optimizer's settings and (loss_hypergradient:
+        # unrolled) the loss's hyperparameters, the same Hyperparameter objects the updater moves
+        unroll_loss = self.loss_hp is not None and self.through_steps
+        unroll_hp = Hyperparameters([h for hp in (self.loss_hp if unroll_loss else None,
+                                                  self.opt_hp) if hp is not None
+                                     for h in hp.hparams])
+        self.unrolled = (UnrolledEngine(self.model, self.optimizer, unroll_hp,
+                                        settings={n: n for n in opt_names}, carry=carry,
+                                        loss_hparams=loss_names if unroll_loss else ())
+                         if len(unroll_hp) else None)
         held = [h for h in (self.loss_hp, self.opt_hp) if h is not None]
         self.updater = (OnlineUpdater(*held, lr=float(config.get("hyper_lr", 0.05)))
                         if held else None)
@@ -264,10 +278,13 @@ class OnlineDigitsCNN:
         for i in range(0, self.size, self.batch):
             idx = order[i:i + self.batch]
             self.last_rows = idx
-            loss = self.train_loss(loss_values, self.augmented(idx), self.t["y_train"][idx])
-            if self.unrolled is not None:
-                self.unrolled.step(loss)
+            x, y = self.augmented(idx), self.t["y_train"][idx]
+            if self.unrolled is not None and self.unrolled.loss_hparams:
+                loss = self.unrolled.step(lambda h, x=x, y=y: self.train_loss(h, x, y))
+            elif self.unrolled is not None:
+                loss = self.unrolled.step(self.train_loss(loss_values, x, y))
             else:
+                loss = self.train_loss(loss_values, x, y)
                 self.optimizer.zero_grad()
                 loss.backward()
                 self.optimizer.step()
@@ -364,6 +381,14 @@ def _damping(value: Any) -> float | str:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
         raise ValueError(f"damping must be 'auto' or a number >= 0, got {value!r}")
     return float(value)
+
+
+def _loss_hypergradient(value: Any) -> bool:
+    """True for ``unrolled`` (the loss's hyperparameters through the steps), False for
+    ``implicit``."""
+    if value not in ("implicit", "unrolled"):
+        raise ValueError(f"loss_hypergradient must be 'implicit' or 'unrolled', got {value!r}")
+    return value == "unrolled"
 
 
 def _carry(value: Any) -> float:
