@@ -35,6 +35,7 @@ _LAZY = {
     "Hypergradients": "autometa.hypergrad.model", "hypergrad_metrics": "autometa.trial.keys",
     "report_hypergradients": "autometa.trial.tune", "restore_state": "autometa.trial.tune",
     "finish_before_exit": "autometa.trial.exit", "UnrolledEngine": "autometa.hypergrad.forward",
+    "OnlineUpdater": "autometa.hypergrad.online",
 }
 __all__ = ["ConstraintViolation", "Space", "SpaceError", "load_space", "space_from_dict",
            *sorted(_LAZY)]

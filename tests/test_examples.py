@@ -63,3 +63,47 @@ def test_bring_your_own_model_file_runs_from_another_folder_with_the_cli(
                  "--num-samples", "3", "--storage-path", storage]) == 0
     out = capsys.readouterr().out
     assert "Best trial" in out and "Hypergradients:" in out
+
+
+def test_online_own_model_learns_its_values_in_plain_tune_and_resumes_exactly(
+        ray_session, storage, tmp_path, monkeypatch):
+    module = _load("online_own_model")
+    results = module.main(num_samples=2, storage_path=storage)
+    assert len(results) == 2 and not results.errors
+    for result in results:
+        history = result.metrics_dataframe
+        assert len(history) == result.config["epochs"]
+        for key in ("hypergrad/weight_decay", "hypergrad/lr", "hparams/lr", "hyperstep_trust"):
+            assert key in history, key
+        # learned inside the trial: every report's values differ from the start and each other
+        for name in ("weight_decay", "lr"):
+            trajectory = list(history[f"hparams/{name}"])
+            assert all(v != pytest.approx(result.config[name], rel=1e-4) for v in trajectory)
+            assert len(set(trajectory)) == len(trajectory)
+        assert result.checkpoint is not None
+
+    # a trial that fails after 2 epochs goes on from its checkpoint in real Tune and ends
+    # where an uninterrupted one ends (the engine's tangents and the updater's moments are in
+    # the checkpoint)
+    from ray import tune
+
+    train = module.train
+    config = {**results[0].config, "epochs": 4}
+
+    def fails_once(config):
+        if tune.get_checkpoint() is None:
+            train({**config, "epochs": 2})
+            raise RuntimeError("injected failure after epoch 2")
+        train(config)
+
+    runs = {}
+    for name, trainable in (("straight", train), ("failed", fails_once)):
+        grid = tune.Tuner(trainable, param_space=config, run_config=tune.RunConfig(
+            name=name, storage_path=storage,
+            failure_config=tune.FailureConfig(max_failures=1))).fit()
+        assert not grid.errors
+        runs[name] = grid[0]
+    assert len(runs["failed"].metrics_dataframe) == 4    # epochs 1-2, then 3-4 after the retry
+    for key in ("val_loss", "hparams/weight_decay", "hparams/lr"):
+        assert runs["failed"].metrics[key] == pytest.approx(runs["straight"].metrics[key],
+                                                            rel=1e-6), key

@@ -42,6 +42,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -256,6 +257,12 @@ class Hypergradients:
     def metrics(self) -> dict[str, float]:
         """The Tune result keys: ``hparams/<name>``, ``hypergrad/<name>`` and the checks."""
         return hypergrad_metrics(self.grads, self.values, self.info)
+
+    def at(self, values: Mapping[str, torch.Tensor]) -> Hypergradients:
+        """The same hypergradients and checks, reported with ``values`` (e.g. the values an
+        online update has moved to since, ``updater.values()``, so that ``hparams/<name>``
+        is what the trial uses now)."""
+        return dataclasses.replace(self, values=dict(values))
 
 
 class ImplicitEngine:

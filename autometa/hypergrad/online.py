@@ -29,6 +29,17 @@ Use (your own model and loop)::
             updater.step(implicit.hypergradients(full_train_loss, val_loss),
                          unrolled.hypergradients(val_loss))
 
+Or everything through the steps (no optimum assumed; the loss as a function of ``hp``)::
+
+    hp = Hyperparameters.from_config(config, space)   # decay, smoothing, lr, momentum
+    unrolled = UnrolledEngine(model, optimizer, hp, loss_hparams=["decay", "smoothing"])
+    updater = OnlineUpdater(hp, lr=0.05)
+    for step, (x, y) in enumerate(batches, 1):
+        unrolled.step(lambda h: train_loss(h, x, y))
+        if step % T == 0:
+            result = unrolled.hypergradients(val_loss)
+            updater.step(result)   # report result.at(updater.values())
+
 Never imports Ray.
 """
 

@@ -76,7 +76,6 @@ donor's learned values with its weights (a checkpoint of another ``hidden`` is n
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from typing import Any
 
@@ -337,7 +336,7 @@ class OnlineDigitsCNN:
         """The last hypergradients with the values now in use (what a report describes)."""
         if self.last_result is None:
             return None
-        return dataclasses.replace(self.last_result, values=self.updater.values())
+        return self.last_result.at(self.updater.values())
 
     # ------------------------------------------------------------- persistence
     def write_policy(self, folder: str) -> None:
