@@ -19,7 +19,12 @@ Arms, all through Ray Tune with the same trainable, each on the same seeds:
   ``online_cheap``: the same with the implicit solves on a fresh half of the training split
   (``hyper_batch: 150``) and a hyperstep every 10 steps (2 epochs) instead of 5;
 * ``hybrid``: PBT (population 4) draws the width, batch size and start values and mutates the
-  batch size; every trial learns the continuous parameters as it trains.
+  batch size; every trial learns the continuous parameters as it trains;
+* ``hybrid_search``: the ``hypergradient`` searcher (2 chains, base random for the width and
+  batch size, the first trial at the online arm's start), 5 trials of 10 epochs, each trial
+  learning the continuous parameters through its steps (``loss_hypergradient: unrolled``,
+  ``unroll_carry: 1``), the next trial of a chain starting from where the last one's values
+  went, moved along its whole-run hypergradients.
 
 Reported per arm: the test accuracy of the trial with the best final validation loss, the
 epochs all its trials trained (the budget), wall time; mean ± std over seeds and the paired
@@ -96,9 +101,25 @@ def document(arm: str, seed: int) -> dict[str, Any]:
         params = {**DISCRETE, "lr": {"type": "loguniform", "low": 0.01, "high": 0.2},
                   "smoothing": {"type": "uniform", "low": 0.0, "high": 0.1},
                   "hyper_every": 5, **fixed}
+    elif arm == "hybrid_search":
+        # the hypergradient searcher across trials (its base searcher draws the width and the
+        # batch size of a chain's start), the online mode inside each: every trial learns the
+        # continuous values through its steps, and reports where they went (hparams/<name>)
+        # with their whole-run hypergradients, from which the next trial of its chain starts
+        experiment.update(searcher={"name": "hypergradient", "base": "random", "chains": 2,
+                                    "points_to_evaluate": [ONLINE_START]},
+                          num_samples=HYBRID_SEARCH_TRIALS)
+        params = {**_differentiable(CONTINUOUS), **DISCRETE, **fixed, "hyper_every": 5,
+                  "loss_hypergradient": "unrolled", "unroll_carry": 1.0}
     else:
         raise ValueError(arm)
     return {"experiment": experiment, "parameters": params}
+
+
+ONLINE_START = {"hidden": 16, "batch_size": 64, "lr": 0.05, "momentum": 0.9,
+                "decay": {"conv1": 1e-4, "conv2": 1e-4, "fc": 1e-4}, "smoothing": 0.05}
+"""The online arm's start (the trainable's defaults): the hybrid search's first trial."""
+HYBRID_SEARCH_TRIALS = 5  # 50 epochs: under a tenth of tpe_asha_large's
 
 
 def _differentiable(spec: dict[str, Any]) -> dict[str, Any]:
@@ -108,7 +129,7 @@ def _differentiable(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 ARMS = ("tpe_asha", "random_asha", "pbt", "hypergradient_pbt", "online", "hybrid",
-        "tpe_asha_large", "online_cheap")
+        "tpe_asha_large", "online_cheap", "hybrid_search")
 LARGE = 150  # trials of tpe_asha_large: about ten times the hybrid's epochs
 
 
@@ -250,6 +271,8 @@ def main() -> None:
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
     parser.add_argument("--overhead-only", action="store_true")
     parser.add_argument("--variants-only", action="store_true")
+    parser.add_argument("--arms-only", action="store_true",
+                        help="the Tune arms alone (no overhead table, no variants)")
     parser.add_argument("--variants", nargs="+",
                         help="with --variants-only: the variants whose names contain these")
     parser.add_argument("--train-size", type=int, default=300)
@@ -287,7 +310,7 @@ def main() -> None:
                             for r, b in zip(runs, rows["tpe_asha"], strict=True)])
                   if "tpe_asha" in rows and arm != "tpe_asha" else "-")
         print(f"| {arm} | " + " | ".join(cells) + f" | {paired} |")
-    for arm in ("hybrid", "online", "online_cheap"):
+    for arm in ("hybrid", "hybrid_search", "online", "online_cheap"):
         if arm in rows and "tpe_asha_large" in rows:
             ratio = statistics.mean(r["epochs"] for r in rows[arm]) / statistics.mean(
                 r["epochs"] for r in rows["tpe_asha_large"])
@@ -295,12 +318,14 @@ def main() -> None:
                 [a["test_accuracy"] - b["test_accuracy"]
                  for a, b in zip(rows[arm], rows["tpe_asha_large"], strict=True)])
                 + f"; epochs {ratio:.3f} of tpe_asha_large's")
-    if "hybrid" in rows and "pbt" in rows:
-        print("\nhybrid - pbt, test accuracy (paired, 95 % t): " + interval(
-            [h["test_accuracy"] - p["test_accuracy"]
-             for h, p in zip(rows["hybrid"], rows["pbt"], strict=True)]))
-    overhead()
-    variants(args.seeds)
+    for arm in ("hybrid", "hybrid_search"):
+        if arm in rows and "pbt" in rows:
+            print(f"\n{arm} - pbt, test accuracy (paired, 95 % t): " + interval(
+                [h["test_accuracy"] - p["test_accuracy"]
+                 for h, p in zip(rows[arm], rows["pbt"], strict=True)]))
+    if not args.arms_only:
+        overhead()
+        variants(args.seeds)
 
 
 if __name__ == "__main__":

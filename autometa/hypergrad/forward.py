@@ -315,8 +315,11 @@ class UnrolledEngine:
                 "unrolled": self.unrolled, "since_call": self.since_call, "steps": self.steps}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.tangents = {s: {k: [x.clone() for x in v] for k, v in t.items()}
-                         for s, t in state["tangents"].items()}
+        """Put back what :meth:`state_dict` gave; a setting or loss hyperparameter the state
+        lacks starts its tangent at zero."""
+        self.reset()
+        self.tangents.update({s: {k: [x.clone() for x in v] for k, v in t.items()}
+                              for s, t in state["tangents"].items() if s in self.tangents})
         self.unrolled, self.steps = int(state["unrolled"]), int(state["steps"])
         self.since_call = int(state.get("since_call", self.unrolled))
 
