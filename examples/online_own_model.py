@@ -22,6 +22,7 @@ from sklearn.datasets import load_breast_cancer
 from torch import nn
 
 import autometa
+from autometa.launch.durable import DurableStateCallback
 from autometa.trial.keys import online_metrics
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -95,8 +96,11 @@ def main(num_samples: int = 4, storage_path: str | None = None) -> tune.ResultGr
         param_space=autometa.to_tune(space),
         tune_config=tune.TuneConfig(metric="val_loss", mode="min", num_samples=num_samples,
                                     max_concurrent_trials=2),
+        # DurableStateCallback: a retried trial keeps all its reports (Tune's result loggers
+        # alone may copy older results back over newer ones when a trial starts again)
         run_config=tune.RunConfig(name="online_own_model", storage_path=storage_path,
-                                  verbose=1),
+                                  verbose=1, callbacks=[DurableStateCallback()],
+                                  failure_config=tune.FailureConfig(max_failures=2)),
     )
     results = tuner.fit()
     best = results.get_best_result()

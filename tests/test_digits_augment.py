@@ -151,13 +151,17 @@ def test_failed_learned_policy_trials_resume_exactly_and_the_choice_policy_expor
     from ray import tune
 
     from autometa.augment import ChoiceDefinition
+    from autometa.launch.durable import DurableStateCallback
     from autometa.trainables.digits_augment import DEFAULT_POLICY, train_digits_augment
 
     def fit(config, name):
+        # (the callback: without it Tune's result loggers may copy a retried trial's results
+        # back over its newer ones, and its history lacks the reports before the failure)
         return tune.Tuner(train_digits_augment, param_space=config,
                           tune_config=tune.TuneConfig(max_concurrent_trials=2),
                           run_config=tune.RunConfig(
                               storage_path=storage, name=name, verbose=0,
+                              callbacks=[DurableStateCallback()],
                               failure_config=tune.FailureConfig(max_failures=1))).fit()
 
     def by_policy(results):

@@ -87,6 +87,8 @@ def test_online_own_model_learns_its_values_in_plain_tune_and_resumes_exactly(
     # are in the checkpoint)
     from ray import tune
 
+    from autometa.launch.durable import DurableStateCallback
+
     train, straight = module.train, results[0]
 
     def fails_once(config):
@@ -96,7 +98,7 @@ def test_online_own_model_learns_its_values_in_plain_tune_and_resumes_exactly(
         train(config)
 
     grid = tune.Tuner(fails_once, param_space=straight.config, run_config=tune.RunConfig(
-        name="fails_once", storage_path=storage,
+        name="fails_once", storage_path=storage, callbacks=[DurableStateCallback()],
         failure_config=tune.FailureConfig(max_failures=1))).fit()
     assert not grid.errors
     failed = grid[0]

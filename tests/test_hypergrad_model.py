@@ -203,6 +203,7 @@ def test_an_engine_warns_on_the_first_second_fourth_eighth_unconverged_call():
         f"unconverged on {n} of {n} calls of this engine; said again at {2 * n}]"
         for n in (1, 2, 4, 8)]
     assert all("inner" in m for m in said)             # each keeps the advice itself
+    assert all("loss_hparams=[...]" in m for m in said)  # short of a minimum: the alternative
 
 
 def test_a_nan_loss_gives_nan_hypergradients_and_says_so():

@@ -358,7 +358,13 @@ class ImplicitEngine:
             if _said_now(self.unconverged):
                 from autometa.hypergrad.implicit import UnconvergedWarning
 
-                warnings.warn(f"{result.info.message} [unconverged on {self.unconverged} of "
+                info = result.info
+                short = info.finite and info.inner_gap > info.inner_tol * info.hypergrad_norm
+                hint = ("; if training stops short of a minimum on purpose (an SGD budget), take "
+                        "these hyperparameters through the steps instead, UnrolledEngine(model, "
+                        "optimizer, hp, loss_hparams=[...]), which assumes no optimum"
+                        if short else "")
+                warnings.warn(f"{info.message}{hint} [unconverged on {self.unconverged} of "
                               f"{self.calls} calls of this engine; said again at "
                               f"{2 * self.unconverged}]", UnconvergedWarning, stacklevel=2)
         grads = self.hparams.value_grads(dict(zip(raws, result.grads, strict=True)))
