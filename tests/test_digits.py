@@ -8,6 +8,7 @@ import numpy as np
 from ray import tune
 
 from autometa.data.digits import load_digits_splits
+from autometa.launch.durable import DurableStateCallback
 from autometa.launch.plan import Overrides
 from autometa.launch.run import run_experiment
 from autometa.space import load_space
@@ -47,15 +48,17 @@ def test_mlp_and_cnn_learn_and_report_every_epoch(ray_session, storage):
 
 def test_failed_trial_resumes_exactly_from_its_checkpoint(ray_session, storage):
     """A trial that dies at epoch 3 restarts from its epoch-2 checkpoint and ends as if unbroken."""
-    config = {"epochs": 4, "lr": 0.05, "optimizer": "adam", "seed": 3, "dropout": 0.0}
-    straight = _run(train_digits_mlp, config, storage, "straight")[0].metrics_dataframe
-    broken = tune.Tuner(
-        train_digits_mlp, param_space={**config, "fail_at_epoch": 3},
+    config = {"epochs": 4, "lr": 0.05, "optimizer": "adam", "seed": 3, "dropout": 0.0,
+              "fail_at_epoch": tune.grid_search([None, 3])}   # side by side, one run
+    results = tune.Tuner(
+        train_digits_mlp, param_space=config,
         run_config=tune.RunConfig(storage_path=storage, name="broken", verbose=0,
+                                  callbacks=[DurableStateCallback()],  # keeps epochs 1-2
                                   failure_config=tune.FailureConfig(max_failures=1)),
     ).fit()
-    assert not broken.errors
-    history = broken[0].metrics_dataframe
+    assert not results.errors and len(results) == 2
+    runs = {r.config["fail_at_epoch"]: r.metrics_dataframe for r in results}
+    straight, history = runs[None], runs[3]
     assert history["epoch"].tolist() == [1, 2, 3, 4]  # epochs 1-2 were not redone
     np.testing.assert_allclose(history["val_loss"], straight["val_loss"], rtol=1e-6)
 

@@ -6,13 +6,17 @@ import numpy as np
 import pytest
 from ray import tune
 
+from autometa.launch.durable import DurableStateCallback
 from autometa.trainables.digits_logreg import train_digits_logreg
 
 
 def _fit(config, storage, name, max_failures=0):
+    # DurableStateCallback: a retried trial's history keeps its reports from before the failure
+    # (Tune's result loggers alone may copy older results back over them)
     return tune.Tuner(
         train_digits_logreg, param_space=config,
         run_config=tune.RunConfig(storage_path=storage, name=name, verbose=0,
+                                  callbacks=[DurableStateCallback()],
                                   failure_config=tune.FailureConfig(max_failures=max_failures)),
     ).fit()
 
@@ -46,11 +50,12 @@ def test_a_bad_split_seed_is_refused():
 
 
 def test_failed_trial_resumes_from_its_checkpoint_exactly(ray_session, storage):
-    config = {"penalty": 0.05, "hypersteps": 3, "outer_lr": 0.5}
-    straight = _fit(config, storage, "straight")[0].metrics_dataframe
-    broken = _fit({**config, "fail_at_hyperstep": 2}, storage, "broken", max_failures=1)
-    assert not broken.errors
-    history = broken[0].metrics_dataframe
+    config = {"penalty": 0.05, "hypersteps": 3, "outer_lr": 0.5,
+              "fail_at_hyperstep": tune.grid_search([None, 2])}   # side by side, one run
+    results = _fit(config, storage, "straight-and-broken", max_failures=1)
+    assert not results.errors and len(results) == 2
+    runs = {r.config["fail_at_hyperstep"]: r.metrics_dataframe for r in results}
+    straight, history = runs[None], runs[2]
     assert history["hyperstep"].tolist() == straight["hyperstep"].tolist()
     np.testing.assert_allclose(history["val_loss"], straight["val_loss"], rtol=1e-9)
     np.testing.assert_allclose(history["hparams/penalty"], straight["hparams/penalty"], rtol=1e-12)
