@@ -95,7 +95,9 @@ def main(num_samples: int = 4, storage_path: str | None = None) -> tune.ResultGr
         autometa.finish_before_exit(train),
         param_space=autometa.to_tune(space),
         tune_config=tune.TuneConfig(metric="val_loss", mode="min", num_samples=num_samples,
-                                    max_concurrent_trials=2),
+                                    max_concurrent_trials=2,  # the same start values each run
+                                    search_alg=tune.search.BasicVariantGenerator(
+                                        random_state=0)),
         # DurableStateCallback: a retried trial keeps all its reports (Tune's result loggers
         # alone may copy older results back over newer ones when a trial starts again)
         run_config=tune.RunConfig(name="online_own_model", storage_path=storage_path,
