@@ -26,7 +26,7 @@ SPACES = os.path.join(ROOT, "search_spaces")
 
 
 def quadratic_file(tmp_path, storage, name="quad", searcher="tpe", scheduler="fifo",
-                   num_samples=6, sleep=0.0, iterations=3):
+                   num_samples=6, sleep=0.0, iterations=3, tensorboard=False):
     text = f"""\
         experiment:
           name: {name}
@@ -39,6 +39,7 @@ def quadratic_file(tmp_path, storage, name="quad", searcher="tpe", scheduler="fi
           max_concurrent_trials: 2
           storage_path: {storage}
           seed: 0
+          tensorboard: {str(tensorboard).lower()}
         parameters:
           x: {{type: uniform, low: 0, high: 1}}
           y: {{type: choice, values: [0.0, 0.5, 1.0]}}
@@ -123,11 +124,14 @@ def test_run_unknown_searcher_flag_exits_2(tmp_path, storage, capsys):
 
 
 def test_run_then_show(tmp_path, storage, ray_session, capsys):
-    file = quadratic_file(tmp_path, storage, num_samples=5)
+    file = quadratic_file(tmp_path, storage, num_samples=5, tensorboard=True)
     assert main(["run", file, "--quiet"]) == 0
     out = capsys.readouterr().out
     path = os.path.join(storage, "quad")
     assert "Best config:" in out and f"Results: {path}" in out
+    for trial in _trial_dirs(path):  # asked for: TensorBoard's files beside Tune's two
+        assert glob.glob(os.path.join(path, trial, "events.out.tfevents.*")), trial
+        assert os.path.getsize(os.path.join(path, trial, "progress.csv")) > 0
     best = yaml.safe_load(open(os.path.join(path, "best_config.yaml")))
     assert set(best) == {"x", "y", "iterations", "sleep"}
     # A second run does not overwrite the first one.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -63,6 +64,27 @@ def test_black_box_searchers_do_not_load_torch(name):
         "s.suggest('t1')\n"
         "import autometa.schedulers as sch; sch.make_scheduler('asha')")
     assert "torch" not in loaded and "ray" in loaded
+
+
+def test_a_black_box_run_from_the_command_line_loads_no_torch(tmp_path):
+    """Tune's TensorBoard logger imports torch (through tensorboardX) in the driver, about 3 s
+    a run on two cores: `autometa run` names Tune's loggers and leaves it out unless the file
+    asks (experiment.tensorboard), still writing each trial's result.json and progress.csv."""
+    file = tmp_path / "q.yaml"
+    file.write_text(f"experiment: {{name: q, trainable: quadratic, metric: loss, searcher: grid, "
+                    f"num_samples: 1, storage_path: {tmp_path}}}\n"
+                    "parameters: {x: {type: grid, values: [0.1, 0.2]}, iterations: 2}\n")
+    loaded = loaded_after("import contextlib, io\nfrom autometa.launch.cli import main\n"
+                          "with contextlib.redirect_stdout(io.StringIO()) as out:\n"
+                          f"    assert main(['run', {str(file)!r}, '--quiet']) == 0\n"
+                          "assert 'Trials: 2 of 2 planned finished.' in out.getvalue()")
+    assert "torch" not in loaded and "ray" in loaded
+    trials = [d for d in (tmp_path / "q").iterdir() if d.is_dir() and d.name[0] != "."]
+    assert len(trials) == 2
+    for trial in trials:
+        assert [json.loads(line)["iteration"] for line in open(trial / "result.json")] == [1, 2]
+        assert len((trial / "progress.csv").read_text().splitlines()) == 3
+        assert not list(trial.glob("events.out.tfevents.*"))
 
 
 def test_finding_wrong_labels_loads_neither_torch_nor_ray():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 import os
@@ -139,11 +140,53 @@ def build_tuner(space: Space, exp: Experiment, *, experiment_dir: str | None = N
         run_config=tune.RunConfig(
             name=name, storage_path=storage, stop=ExperimentStopper(exp.stop, exp.metric),
             # Tune pickles schedulers only at the start: their state travels in a callback
-            callbacks=state_callbacks(scheduler) + [durable] + list(callbacks or []),
+            callbacks=(state_callbacks(scheduler) + [durable] + list(callbacks or [])
+                       + _loggers(exp)),
             failure_config=tune.FailureConfig(max_failures=exp.max_failures,
                                              fail_fast=exp.fail_fast),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=None), verbose=verbose),
     )
+
+
+def _loggers(exp: Experiment) -> list:
+    """Tune's result loggers, named (Tune adds its three defaults only to a run that names
+    none: :func:`run_experiment` turns that off): ``result.json`` and ``progress.csv`` always,
+    TensorBoard's event files when ``exp.tensorboard`` (its writer imports torch)."""
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+    loggers = [CSVLoggerCallback(), JsonLoggerCallback()]
+    if exp.tensorboard:
+        from ray.tune.logger import TBXLoggerCallback
+
+        loggers.append(TBXLoggerCallback())
+    return loggers
+
+
+# In an experiment's .autometa folder: its saved run configuration names its loggers
+# (:func:`_loggers`); a folder without it was started by an earlier autometa, whose resume
+# needs Tune's default loggers.
+LOGGERS_NAMED = "loggers-named"
+
+
+@contextlib.contextmanager
+def _default_loggers(wanted: bool):
+    """Tune adds its default loggers (CSV, JSON, TensorBoard) to a run only while ``wanted``:
+    the switch is Tune's environment variable, read when the run starts, put back after."""
+    key = "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"
+    before = os.environ.get(key)
+    os.environ[key] = "0" if wanted else "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = before
+
+
+def _mark_loggers_named(path: str) -> None:
+    os.makedirs(os.path.join(path, FOLDER), exist_ok=True)
+    open(os.path.join(path, FOLDER, LOGGERS_NAMED), "w").close()
 
 
 def _searcher_setup(exp: Experiment) -> tuple[dict[str, Any], int]:
@@ -216,13 +259,17 @@ def run_experiment(space: Space, overrides: Overrides | None = None, *, resume: 
             tuner = build_tuner(space, exp, experiment_dir=path, verbose=verbose,
                                 callbacks=_progress(space, exp, progress))
             write_space_copy(space, exp, path)
+            _mark_loggers_named(path)
     else:
         path = new_experiment_dir(exp)
         tuner = build_tuner(space, exp, experiment_dir=path, verbose=verbose,
                             callbacks=_progress(space, exp, progress))
         write_space_copy(space, exp, path)
+        _mark_loggers_named(path)
+    named = os.path.exists(os.path.join(path, FOLDER, LOGGERS_NAMED))
     try:
-        return tuner.fit(), path
+        with _default_loggers(not named):
+            return tuner.fit(), path
     except TuneError as err:
         reported = metric_missing_from(str(err))
         if reported is None:

@@ -14,7 +14,7 @@ from autometa.trial.keys import finite_number
 
 _KEYS = ("name", "trainable", "metric", "mode", "searcher", "scheduler", "num_samples",
          "max_concurrent_trials", "resources_per_trial", "stop", "storage_path", "seed",
-         "max_failures", "fail_fast", "time_budget_s", "reuse_actors")
+         "max_failures", "fail_fast", "time_budget_s", "reuse_actors", "tensorboard")
 DEFAULT_STORAGE = "~/autometa_results"
 
 
@@ -50,6 +50,10 @@ class Experiment:
         reuse_actors: Run a new trial in the worker of a finished one with the same resources
             (default True: starting a worker costs about a second, which dominates short
             trials such as one racing instance; False gives every trial a fresh process).
+        tensorboard: Also write Tune's TensorBoard event files for each trial (default False:
+            TensorBoard's writer imports torch in the driver, about 3 s a run on two cores,
+            for a black-box search that needs no torch; ``result.json`` and ``progress.csv``
+            are written either way, and ``autometa show`` reads those).
     """
 
     name: str | None = None
@@ -68,6 +72,7 @@ class Experiment:
     fail_fast: bool = False
     time_budget_s: float | None = None
     reuse_actors: bool = True
+    tensorboard: bool = False
 
 
 def parse_experiment(doc: Any, default_name: str | None = None) -> Experiment:
@@ -113,7 +118,7 @@ def parse_experiment(doc: Any, default_name: str | None = None) -> Experiment:
         exp.max_failures = _int(doc, "max_failures", at, minimum=-1)
     if doc.get("time_budget_s") is not None:
         exp.time_budget_s = _positive(doc["time_budget_s"], at + ("time_budget_s",))
-    for key in ("reuse_actors", "fail_fast"):
+    for key in ("reuse_actors", "fail_fast", "tensorboard"):
         if key in doc:
             if not isinstance(doc[key], bool):
                 raise SpaceError(f"expected true or false, got {doc[key]!r}", key_path=at + (key,))
