@@ -154,27 +154,26 @@ def test_failed_learned_policy_trials_resume_exactly_and_the_choice_policy_expor
     from autometa.launch.durable import DurableStateCallback
     from autometa.trainables.digits_augment import DEFAULT_POLICY, train_digits_augment
 
-    def fit(config, name):
-        # (the callback: without it Tune's result loggers may copy a retried trial's results
-        # back over its newer ones, and its history lacks the reports before the failure)
-        return tune.Tuner(train_digits_augment, param_space=config,
-                          tune_config=tune.TuneConfig(max_concurrent_trials=2),
-                          run_config=tune.RunConfig(
-                              storage_path=storage, name=name, verbose=0,
-                              callbacks=[DurableStateCallback()],
-                              failure_config=tune.FailureConfig(max_failures=1))).fit()
-
-    def by_policy(results):
-        return {("choice" if r.config["policy"] == "choice" else "sub"): r.metrics_dataframe
-                for r in results}
-
+    # straight and broken trials side by side in one experiment (the callback: without it
+    # Tune's result loggers may copy a retried trial's results back over its newer ones, and
+    # its history lacks the reports before the failure)
     config = {"per_class": 5, "rounds": 4, "inner_steps": 2, "outer_lr": 0.2, "seed": 3,
               "policy": tune.grid_search([DEFAULT_POLICY, "choice"]),
+              "fail_at_round": tune.grid_search([None, 2]),
               "operations": ["rotate", "translate_x", "solarize"]}  # (read by choice only)
-    straight = by_policy(fit(config, "aug-straight"))
-    broken_results = fit({**config, "fail_at_round": 2}, "aug-broken")
-    assert not broken_results.errors
-    broken = by_policy(broken_results)
+    results = tune.Tuner(train_digits_augment, param_space=config,
+                         tune_config=tune.TuneConfig(max_concurrent_trials=2),
+                         run_config=tune.RunConfig(
+                             storage_path=storage, name="aug", verbose=0,
+                             callbacks=[DurableStateCallback()],
+                             failure_config=tune.FailureConfig(max_failures=1))).fit()
+    assert not results.errors and len(results) == 4
+
+    def by_policy(fail_at_round):
+        return {("choice" if r.config["policy"] == "choice" else "sub"): r.metrics_dataframe
+                for r in results if r.config["fail_at_round"] == fail_at_round}
+
+    straight, broken = by_policy(None), by_policy(2)
     keys = {"sub": ("val_loss", "hparams/augment.probability.5"),
             "choice": ("val_loss", "hparams/augment.p.solarize", "augment_moved")}
     for kind, history in broken.items():
@@ -186,13 +185,13 @@ def test_failed_learned_policy_trials_resume_exactly_and_the_choice_policy_expor
     assert history["augment_moved"].iloc[-1] > 0 and history["augment_still"].max() == 0
     assert np.isfinite(history["augment_hypergrad_snr"]).all()
     capsys.readouterr()
-    assert main(["show", os.path.join(storage, "aug-broken"), "--metric", "augment_moved",
+    assert main(["show", os.path.join(storage, "aug"), "--metric", "augment_moved",
                  "--mode", "max", "-o", str(tmp_path / "report")]) == 0
     moved = history["augment_moved"].iloc[-1]
     assert f"Augmentation policy of the best trial: moved {moved:.3f} from its start" in \
         capsys.readouterr().out
     out = tmp_path / "policy.yaml"
-    assert main(["policy", "export", os.path.join(storage, "aug-broken"), "-o", str(out),
+    assert main(["policy", "export", os.path.join(storage, "aug"), "-o", str(out),
                  "--metric", "augment_moved", "--mode", "max"]) == 0
     policy = load_policy(out)
     assert isinstance(policy, ChoiceDefinition)

@@ -1,4 +1,5 @@
-"""The driver killed with SIGKILL, then ``autometa run FILE --resume``: a kill campaign over
+"""The driver killed with SIGKILL, then ``autometa run FILE --resume`` (in the test's process,
+on its Ray: a fresh process adds only Ray's start, which test_cli.py's runs cover): a kill campaign over
 the registered searchers and schedulers (those left out: see CAMPAIGN), at seeded random
 points from the first second of a run (before Tune first saved its state) to just after its
 last trial. Every time: no trial
@@ -20,6 +21,7 @@ import time
 
 import pytest
 
+from autometa.launch.cli import main
 from autometa.launch.durable import (
     current_snapshot,
     snapshot_refs,
@@ -186,8 +188,20 @@ def _kill_when_due(proc, path, kind, planned, rng):
     proc.wait(timeout=60)
 
 
+def _resume_here(cmd, capsys):
+    """``autometa run FILE --resume`` in this process, on the session's Ray (as from Python
+    after a killed run: the resume first stops the killed run's leftover workers); its exit
+    status must be 0. Returns its standard output and the end of both outputs."""
+    capsys.readouterr()
+    status = main([*cmd[3:], "--resume"])
+    out, err = capsys.readouterr()
+    log = out[-3000:] + err[-3000:]
+    assert status == 0, log
+    return out, log
+
+
 @pytest.mark.parametrize(("searcher", "scheduler", "kind"), CAMPAIGN, ids=lambda v: v)
-def test_sigkill_then_resume(tmp_path, searcher, scheduler, kind):
+def test_sigkill_then_resume(tmp_path, ray_session, capsys, searcher, scheduler, kind):
     file = _file(tmp_path, searcher, scheduler)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "autometa.launch.cli", "run", file, "--quiet"]
@@ -210,14 +224,11 @@ def test_sigkill_then_resume(tmp_path, searcher, scheduler, kind):
         done_before.pop(folder)
     pending = _exploit_pending(path)  # (the state the resume starts from)
 
-    resumed = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, env=env,
-                             timeout=400)
-    log = resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    assert resumed.returncode == 0, log
+    resumed, log = _resume_here(cmd, capsys)
     assert not left & {p.pid for p in leftover_ray_processes()}, "the killed run's Ray is left"
     from ray.tune import ExperimentAnalysis
 
-    if "starting the search again" in resumed.stdout:  # killed before Tune's first save
+    if "starting the search again" in resumed:  # killed before Tune's first save
         assert kind == "start" and not done_before and not points, log
     trials = ExperimentAnalysis(path).trials  # what the experiment knows after the resume
     after = _trials(path)
@@ -244,10 +255,10 @@ def test_sigkill_then_resume(tmp_path, searcher, scheduler, kind):
         assert sorted(c["x"] for c in configs) == GRID
     elif searcher in ("race", "irace"):  # no (candidate, instance) pair raced twice
         pairs = [(c["x"], c["instance"]) for c in configs]
-        assert len(pairs) == len(set(pairs)) and "Race winner" in resumed.stdout
+        assert len(pairs) == len(set(pairs)) and "Race winner" in resumed
     else:
         assert len(trials) == planned
-    counted = [line for line in resumed.stdout.splitlines() if line.startswith("Trials: ")]
+    counted = [line for line in resumed.splitlines() if line.startswith("Trials: ")]
     head = (f"Trials: {len(trials)} finished (the race decides how many)" if planned is None
             else f"Trials: {planned} of {planned} planned finished")
     assert len(counted) == 1 and counted[0].startswith(head) and ";" not in counted[0], log
@@ -262,7 +273,7 @@ def test_sigkill_then_resume(tmp_path, searcher, scheduler, kind):
                    if r["iteration"] > point), (folder, point, after[folder])
 
 
-def test_sigkill_while_trials_checkpoint_fast_loses_no_checkpoint(tmp_path):
+def test_sigkill_while_trials_checkpoint_fast_loses_no_checkpoint(tmp_path, ray_session, capsys):
     """Trials checkpoint every 50 ms, far faster than Tune saves the experiment (every second):
     Tune's own pruning (``num_to_keep``) deletes the checkpoint the saved state resumes from, and
     its background copy of the state can be cut off by the kill. Killed twice, then resumed,
@@ -302,9 +313,7 @@ def test_sigkill_while_trials_checkpoint_fast_loses_no_checkpoint(tmp_path):
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=60)
         log.close()
-    resumed = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, env=env,
-                             timeout=400)
-    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    _resume_here(cmd, capsys)
     from ray.tune import ExperimentAnalysis
 
     trials = ExperimentAnalysis(path).trials

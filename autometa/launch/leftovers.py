@@ -7,7 +7,8 @@ they notice that their raylet is gone, seconds later, or much later for one stuc
 long native call. Each Ray worker carries its raylet's pid in ``RAY_RAYLET_PID``: a worker
 whose raylet no longer exists (or whose pid now belongs to a younger process) belongs to a
 dead Ray node, and nothing can use it again. :func:`stop_leftover_ray_processes` stops
-exactly those of the current user; ``autometa run`` calls it before it starts local Ray.
+exactly those of the current user; ``autometa run`` (and ``run_experiment`` from Python)
+calls it before it starts or uses a local Ray.
 """
 
 from __future__ import annotations

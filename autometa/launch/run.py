@@ -22,8 +22,12 @@ logger = logging.getLogger("autometa")
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
-    """Connect to a cluster (``address``) or start local Ray (first stopping what a killed
-    local run left behind: :mod:`autometa.launch.leftovers`); no dashboard."""
+    """Connect to a cluster (``address``) or start local Ray; no dashboard. A local run first
+    stops what a killed local run left behind (:mod:`autometa.launch.leftovers`: workers that
+    may still write into the trial folders a resume reads), also where Ray is started already
+    (a resume from Python)."""
+    if not address:
+        _stop_leftovers()
     if ray.is_initialized():
         return
     quiet_workers = ray.LoggingConfig(log_level="WARNING")  # no per-checkpoint INFO lines
@@ -47,16 +51,19 @@ def _init(address: str | None, num_cpus: int | None, quiet_workers: Any) -> None
     if address:
         ray.init(address=address, logging_config=quiet_workers)
     else:
-        from autometa.launch.leftovers import stop_leftover_ray_processes
-
-        stopped = stop_leftover_ray_processes()
-        if stopped:
-            print(f"autometa: stopped {len(stopped)} Ray process(es) that a killed run left "
-                  f"behind (pids {', '.join(map(str, stopped))})", flush=True)
         # address="local": a Ray of its own, even where `ray start` left a cluster running
         # (Ray's default joins that one)
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
                  dashboard_host="127.0.0.1", logging_config=quiet_workers)
+
+
+def _stop_leftovers() -> None:
+    from autometa.launch.leftovers import stop_leftover_ray_processes
+
+    stopped = stop_leftover_ray_processes()
+    if stopped:
+        print(f"autometa: stopped {len(stopped)} Ray process(es) that a killed run left "
+              f"behind (pids {', '.join(map(str, stopped))})", flush=True)
 
 
 def unfit_resources(request: dict[str, float], nodes: list[dict[str, float]]) -> list[str]:
