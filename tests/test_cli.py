@@ -126,6 +126,7 @@ def test_run_unknown_searcher_flag_exits_2(tmp_path, storage, capsys):
 def test_run_then_show(tmp_path, storage, ray_session, capsys):
     file = quadratic_file(tmp_path, storage, num_samples=5, tensorboard=True)
     assert main(["run", file, "--quiet"]) == 0
+    assert ray_session.is_initialized()  # a Ray that main() did not start is left running
     out = capsys.readouterr().out
     path = os.path.join(storage, "quad")
     assert "Best config:" in out and f"Results: {path}" in out

@@ -77,7 +77,9 @@ def test_a_black_box_run_from_the_command_line_loads_no_torch(tmp_path):
     loaded = loaded_after("import contextlib, io\nfrom autometa.launch.cli import main\n"
                           "with contextlib.redirect_stdout(io.StringIO()) as out:\n"
                           f"    assert main(['run', {str(file)!r}, '--quiet']) == 0\n"
-                          "assert 'Trials: 2 of 2 planned finished.' in out.getvalue()")
+                          "assert 'Trials: 2 of 2 planned finished.' in out.getvalue()\n"
+                          "import ray\n"
+                          "assert not ray.is_initialized()  # stopped before the summary")
     assert "torch" not in loaded and "ray" in loaded
     trials = [d for d in (tmp_path / "q").iterdir() if d.is_dir() and d.name[0] != "."]
     assert len(trials) == 2

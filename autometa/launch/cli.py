@@ -221,11 +221,18 @@ def _run(args: argparse.Namespace) -> int:
     no_tuner_restore_hint()
     saved = saved_progress(exp) if args.resume else None
     planned = planned_trials(space, exp)
-    with _SigintWatch() as sigint:
-        results, path = run_experiment(space, overrides, resume=args.resume,
-                                       address=args.address,
-                                       verbose=max(0, args.verbosity - 1),
-                                       progress=args.verbosity == 1)
+    import ray
+
+    ours = not ray.is_initialized()  # (not a Ray the caller of main() started)
+    try:
+        with _SigintWatch() as sigint:
+            results, path = run_experiment(space, overrides, resume=args.resume,
+                                           address=args.address,
+                                           verbose=max(0, args.verbosity - 1),
+                                           progress=args.verbosity == 1)
+    finally:
+        if ours:
+            _stop_ray()
     outcome = print_report(results, path, exp, planned, saved)
     if exp.fail_fast and getattr(results, "errors", None):
         print(f"stopped at the first failed trial (fail_fast: true); after a fix, continue "
@@ -240,6 +247,24 @@ def _run(args: argparse.Namespace) -> int:
         print(f"error: {outcome.lost} trial(s) that should have finished did not (results are "
               f"in {path}); exit status {outcome.exit_code}", file=sys.stderr)
     return outcome.exit_code
+
+
+def _stop_ray() -> None:
+    """Stop the Ray this run started, before the summary (so the trials' last log lines that
+    Ray flushes at its shutdown come before it), deaf to Ctrl-C: the results are saved, and an
+    interrupt in Ray's shutdown (otherwise at exit) printed a traceback."""
+    import signal
+    import threading
+
+    import ray
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None
+    try:
+        ray.shutdown()
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGINT, previous)
 
 
 def resume_command(args: argparse.Namespace) -> str:

@@ -230,7 +230,8 @@ def values_of(spec: dict, at: tuple) -> list:
         raise SpaceError("missing key 'values' (a non-empty list)", key_path=at)
     values = spec["values"]
     if not isinstance(values, list) or not values:
-        raise SpaceError(f"expected a non-empty list, got {describe_kind(values)}", key_path=at + ("values",))
+        got = "an empty list" if values == [] else describe_kind(values)
+        raise SpaceError(f"expected a non-empty list, got {got}", key_path=at + ("values",))
     return values
 
 
