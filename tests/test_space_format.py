@@ -137,6 +137,8 @@ BAD = {
                              "exclude every combination of a, b"),
     "yaml_syntax": ("parameters:\n  x: {type: uniform, low: 0\n  y: 2\n", "", "YAML syntax error"),
     "empty": ("", "", "empty"),
+    "experiment_tensorboard": ("parameters: {x: 1}\nexperiment: {tensorboard: sometimes}\n",
+                               "experiment.tensorboard", "expected true or false"),
     "empty_choice": ("parameters:\n  w: {type: choice, values: []}\n", "parameters.w.values",
                      "expected a non-empty list, got an empty list"),
 }
