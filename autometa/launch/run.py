@@ -191,9 +191,15 @@ def _default_loggers(wanted: bool):
             os.environ[key] = before
 
 
-def _mark_loggers_named(path: str) -> None:
+def _start(space: Space, exp: Experiment, path: str, verbose: int, progress: bool) -> tune.Tuner:
+    """A new search in the folder ``path``: its tuner, the space's copy beside the results,
+    and the mark that its run configuration names its loggers."""
+    tuner = build_tuner(space, exp, experiment_dir=path, verbose=verbose,
+                        callbacks=_progress(space, exp, progress))
+    write_space_copy(space, exp, path)
     os.makedirs(os.path.join(path, FOLDER), exist_ok=True)
     open(os.path.join(path, FOLDER, LOGGERS_NAMED), "w").close()
+    return tuner
 
 
 def _searcher_setup(exp: Experiment) -> tuple[dict[str, Any], int]:
@@ -263,16 +269,10 @@ def run_experiment(space: Space, overrides: Overrides | None = None, *, resume: 
             aside = set_aside(path)
             print(f"autometa: {err}, so no trial's progress was recorded: starting the search "
                   f"again (what it had written is in {aside})", flush=True)
-            tuner = build_tuner(space, exp, experiment_dir=path, verbose=verbose,
-                                callbacks=_progress(space, exp, progress))
-            write_space_copy(space, exp, path)
-            _mark_loggers_named(path)
+            tuner = _start(space, exp, path, verbose, progress)
     else:
         path = new_experiment_dir(exp)
-        tuner = build_tuner(space, exp, experiment_dir=path, verbose=verbose,
-                            callbacks=_progress(space, exp, progress))
-        write_space_copy(space, exp, path)
-        _mark_loggers_named(path)
+        tuner = _start(space, exp, path, verbose, progress)
     named = os.path.exists(os.path.join(path, FOLDER, LOGGERS_NAMED))
     try:
         with _default_loggers(not named):
