@@ -64,5 +64,7 @@ def stop_leftover_ray_processes() -> list[int]:
             stopped.append(proc)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
-    psutil.wait_procs(stopped, timeout=5)
+    # until they are gone (they could still write into the trial folders a resume reads): a
+    # SIGKILLed worker may take seconds to exit on a loaded machine (unmapping torch, say)
+    psutil.wait_procs(stopped, timeout=60)
     return [proc.pid for proc in stopped]
