@@ -243,6 +243,18 @@ def test_show_on_a_folder_without_results_exits_2(tmp_path, capsys):
     assert f"{tmp_path / 'missing'}: no such folder" in capsys.readouterr().err
 
 
+def test_a_bad_warnings_setting_exits_2_before_anything_runs(tmp_path, storage, monkeypatch,
+                                                             capsys):
+    from autometa.trial.keys import WARNINGS_ENV
+
+    file = quadratic_file(tmp_path, storage, name="badenv")
+    monkeypatch.setenv(WARNINGS_ENV, "always")
+    assert main(["run", file]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {WARNINGS_ENV}='always': expected one of doubling, first" in err, err
+    assert not os.path.exists(os.path.join(storage, "badenv"))  # no run started
+
+
 def test_resume_after_interrupt_runs_no_finished_trial_again(tmp_path, storage, ray_session,
                                                              capsys):
     file = quadratic_file(tmp_path, storage, name="slow", searcher="tpe", num_samples=8,

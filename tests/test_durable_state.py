@@ -224,6 +224,49 @@ def test_the_resume_trims_only_trials_that_resume(tmp_path):
     assert len(lines("exploited_started")) == 3  # the reports it makes again from it: cut
 
 
+def test_trial_folders_the_saved_state_does_not_know_are_set_aside(tmp_path):
+    from autometa.launch.durable import write_snapshot
+
+    experiment = tmp_path / "exp"
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    (staging / "experiment_state-2026-01-01_00-00-00.json").write_text('{"trial_data": []}')
+    names = {2: "checkpoint_000000"}
+    known = _write_trial(experiment / "quadratic_0001_known", names)
+    # started (and finished) after the last save, then the kill: unknown to the saved state
+    _write_trial(experiment / "quadratic_0002_later", names)
+    (experiment / "quadratic_0003_bare").mkdir()  # params only: it had just started
+    (experiment / "quadratic_0003_bare" / "params.json").write_text("{}")
+    (experiment / "notes").mkdir()  # not a trial's folder: left alone
+    (experiment / "notes" / "mine.txt").write_text("kept")
+    write_snapshot(str(staging), str(experiment), {"quadratic_0001_known": None},
+                   {"quadratic_0001_known": "TERMINATED"})
+    message = restore_snapshot(str(experiment))
+    assert "2 trial folder(s) started after the saved state (quadratic_0002, quadratic_0003)" \
+        in message
+    left = sorted(n for n in os.listdir(experiment) if not n.startswith("experiment_state"))
+    assert left == [FOLDER, "notes", "quadratic_0001_known"]
+    (aside,) = os.listdir(experiment / FOLDER / "superseded")
+    moved = experiment / FOLDER / "superseded" / aside
+    assert sorted(os.listdir(moved)) == ["quadratic_0002_later", "quadratic_0003_bare"]
+    assert (moved / "quadratic_0002_later" / "result.json").read_text().count("\n") == 5
+    lines = (experiment / "quadratic_0001_known" / "result.json").read_text().splitlines()
+    assert [json.loads(x) for x in lines] == known
+    assert restore_snapshot(str(experiment)) is None  # nothing left to set aside
+
+
+def test_a_snapshot_without_statuses_sets_no_folder_aside(tmp_path):
+    from autometa.launch.durable import write_snapshot
+
+    experiment, staging = tmp_path / "exp", tmp_path / "staging"
+    staging.mkdir()
+    (staging / "experiment_state-2026-01-01_00-00-00.json").write_text('{"trial_data": []}')
+    _write_trial(experiment / "quadratic_0001_a", {})
+    write_snapshot(str(staging), str(experiment), {"quadratic_0001_a": None})  # autometa 0.1
+    restore_snapshot(str(experiment))
+    assert (experiment / "quadratic_0001_a" / "result.json").is_file()
+
+
 def test_results_are_copied_only_where_the_staged_log_extends_the_folders(tmp_path):
     from autometa.launch.durable import copy_results
 

@@ -206,6 +206,43 @@ def test_an_engine_warns_on_the_first_second_fourth_eighth_unconverged_call():
     assert all("loss_hparams=[...]" in m for m in said)  # short of a minimum: the alternative
 
 
+def test_with_first_an_engine_warns_once_per_process_and_a_bad_setting_fails_early(
+        monkeypatch):
+    import autometa.hypergrad.model as engine_module
+    from autometa.trial.keys import WARNINGS_ENV
+
+    model, x, y, xv, yv = _ridge_model()   # untrained weights: every call is unconverged
+    space = space_from_dict({"parameters": {"wd": {"type": "loguniform", "low": 1e-4, "high": 10,
+                                                   "differentiable": True}}})
+
+    def train_loss(hp):
+        return 0.5 * ((model(x).squeeze(1) - y) ** 2).mean() + 0.5 * hp["wd"] * (model.weight ** 2).sum()
+
+    def val_loss(hp):
+        return 0.5 * ((model(xv).squeeze(1) - yv) ** 2).mean()
+
+    monkeypatch.setenv(WARNINGS_ENV, "first")
+    monkeypatch.setattr(engine_module, "_said_in_process", [False])  # a fresh worker process
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        verdicts = []
+        for _ in range(2):  # two trials' engines in one worker process
+            engine = ImplicitEngine(model, Hyperparameters.from_config({"wd": 0.3}, space,
+                                                                       dtype=DT))
+            verdicts += [engine.hypergradients(train_loss, val_loss).info.converged
+                         for _ in range(3)]
+    said = [str(w.message) for w in caught if issubclass(w.category, UnconvergedWarning)]
+    assert verdicts == [False] * 6                     # every verdict is still in the results
+    assert len(said) == 1 and "inner" in said[0]
+    assert said[0].endswith("[unconverged on 1 of 1 calls of this engine; not said again in "
+                            f"this process ({WARNINGS_ENV}=first): each report's "
+                            "hypergrad_converged says it]")
+    monkeypatch.setenv(WARNINGS_ENV, "sometimes")
+    with pytest.raises(ValueError, match=f"{WARNINGS_ENV}='sometimes': expected one of "
+                                         "doubling, first"):
+        ImplicitEngine(model, Hyperparameters.from_config({"wd": 0.3}, space, dtype=DT))
+
+
 def test_a_nan_loss_gives_nan_hypergradients_and_says_so():
     model, x, y, xv, yv = _ridge_model()
     space = space_from_dict({"parameters": {"wd": {"type": "loguniform", "low": 1e-4, "high": 10,

@@ -43,6 +43,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import os
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -67,7 +68,13 @@ from autometa.hypergrad.implicit import (
 from autometa.space import Space
 from autometa.space import unconstrained as coords
 from autometa.space.parameters import Parameter
-from autometa.trial.keys import finite_number, hypergrad_metrics
+from autometa.trial.keys import (
+    CONVERGED,
+    WARNINGS_ENV,
+    finite_number,
+    hypergrad_metrics,
+    warnings_mode,
+)
 
 Closure = Callable[[Mapping[str, torch.Tensor]], torch.Tensor]
 
@@ -304,6 +311,7 @@ class ImplicitEngine:
         self.spectrum: tuple[float, float] | None = None  # the last estimate and its age
         self.spectrum_age = 0
         self.calls = self.unconverged = 0  # warnings: the 1st, 2nd, 4th, 8th... unconverged
+        warnings_mode(os.environ)  # a bad setting fails here, not at the first unconverged call
 
     def hypergradients(self, train_loss: Closure, val_loss: Closure) -> Hypergradients:
         """:math:`dL_{val}/dx` for every hyperparameter at the model's current weights.
@@ -318,8 +326,10 @@ class ImplicitEngine:
         A failed check is in ``result.info`` and warns with
         :class:`~autometa.hypergrad.implicit.UnconvergedWarning` on the 1st, 2nd, 4th, 8th...
         unconverged call of this engine (each with the count so far: a long run is not flooded,
-        every call's verdict is in its results); a non-finite loss gives NaN hypergradients and
-        ``info.finite`` False.
+        every call's verdict is in its results), or only on the first in this process where
+        the environment variable ``AUTOMETA_UNCONVERGED_WARNINGS`` is ``first`` (``autometa
+        run`` sets it for its local workers at the default verbosity); a non-finite loss gives
+        NaN hypergradients and ``info.finite`` False.
         """
         model = self.model
         weights = [p for p in model.parameters() if p.requires_grad]
@@ -355,7 +365,8 @@ class ImplicitEngine:
         self.calls += 1
         if not result.info.converged:
             self.unconverged += 1
-            if _said_now(self.unconverged):
+            said = _said_now(self.unconverged)
+            if said:
                 from autometa.hypergrad.implicit import UnconvergedWarning
 
                 info = result.info
@@ -364,9 +375,12 @@ class ImplicitEngine:
                         "these hyperparameters through the steps instead, UnrolledEngine(model, "
                         "optimizer, hp, loss_hparams=[...]), which assumes no optimum"
                         if short else "")
+                again = (f"said again at {2 * self.unconverged}" if said == "doubling" else
+                         f"not said again in this process ({WARNINGS_ENV}=first): each report's "
+                         f"{CONVERGED} says it")
                 warnings.warn(f"{info.message}{hint} [unconverged on {self.unconverged} of "
-                              f"{self.calls} calls of this engine; said again at "
-                              f"{2 * self.unconverged}]", UnconvergedWarning, stacklevel=2)
+                              f"{self.calls} calls of this engine; {again}]",
+                              UnconvergedWarning, stacklevel=2)
         grads = self.hparams.value_grads(dict(zip(raws, result.grads, strict=True)))
         return Hypergradients(grads, self.hparams.values(), float(val_value.detach()), result.info)
 
@@ -387,9 +401,20 @@ class ImplicitEngine:
         self.hparams.load_state_dict(state.get("hparams", {}))
 
 
-def _said_now(count: int) -> bool:
+_said_in_process = [False]  # an unconverged warning was printed here ("first" mode)
+
+
+def _said_now(count: int) -> str | None:
+    """Whether the engine's ``count``-th unconverged call warns: the mode it warns in
+    (``WARNINGS_ENV``), or None."""
+    mode = warnings_mode(os.environ)
+    if mode == "first":
+        if _said_in_process[0]:
+            return None
+        _said_in_process[0] = True
+        return mode
     # warn on the 1st, 2nd, 4th, 8th... occurrence: count is a power of two
-    return count > 0 and count & (count - 1) == 0
+    return mode if count > 0 and count & (count - 1) == 0 else None
 
 
 def _scalar(value: Any, name: str) -> torch.Tensor:

@@ -17,6 +17,7 @@ from autometa.launch.console import (
     no_tuner_restore_hint,
     quiet_ray_logs,
     warnings_as_log_lines,
+    workers_warn_once,
 )
 from autometa.launch.outcome import EXIT_TRIALS_LOST
 from autometa.launch.report import (
@@ -203,7 +204,9 @@ def _validate(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from autometa.launch.plan import Overrides, plan_experiment
+    from autometa.trial.keys import warnings_mode
 
+    warnings_mode(os.environ)  # a bad setting stops here, not in every trial
     space = load_space(args.file)
     overrides = Overrides(searcher=args.searcher, scheduler=args.scheduler,
                           num_samples=args.num_samples, storage_path=args.storage_path,
@@ -225,7 +228,7 @@ def _run(args: argparse.Namespace) -> int:
 
     ours = not ray.is_initialized()  # (not a Ray the caller of main() started)
     try:
-        with _SigintWatch() as sigint:
+        with _SigintWatch() as sigint, workers_warn_once(args.verbosity):
             results, path = run_experiment(space, overrides, resume=args.resume,
                                            address=args.address,
                                            verbose=max(0, args.verbosity - 1),

@@ -53,6 +53,26 @@ def warnings_as_log_lines(verbosity: int = 1) -> Iterator[None]:
         warnings.showwarning = previous
 
 
+@contextlib.contextmanager
+def workers_warn_once(verbosity: int = 1) -> Iterator[None]:
+    """Below ``--verbosity 2``, the local workers Ray starts meanwhile print an unconverged
+    hypergradient's warning once per process (``autometa.trial.keys.WARNINGS_ENV``) instead
+    of at the 1st, 2nd, 4th... call of each engine: with several trials that was a screen of
+    near-identical warnings, which the run's summary counts anyway. Workers inherit the
+    driver's environment when it starts Ray; a user's own setting is kept, and the driver's
+    environment is put back after (an embedding program's later engines are not affected)."""
+    from autometa.trial.keys import WARNINGS_ENV
+
+    if verbosity >= 2 or WARNINGS_ENV in os.environ:
+        yield
+        return
+    os.environ[WARNINGS_ENV] = "first"
+    try:
+        yield
+    finally:
+        os.environ.pop(WARNINGS_ENV, None)
+
+
 def log_to_stderr() -> None:
     """Warnings go to the console (as ``logging.basicConfig`` would: not where the program
     configured logging itself), to the ``sys.stderr`` of now: Ray's own handler keeps the

@@ -335,7 +335,8 @@ def restore_snapshot(experiment: str) -> str | None:
     so that Tune does not silently start over. Then each trial that will resume has the
     results it reported after the checkpoint it resumes from moved there too (it reports
     them again; see :func:`trim_results`). Returns a line for the user, or None when nothing
-    had to change.
+    had to change. Trial folders that the snapshot's state does not know (trials started
+    after it was saved) are moved to ``.autometa/superseded`` as well.
 
     Raises:
         NoSavedState: No whole experiment state is left to resume from (the run stopped
@@ -370,6 +371,11 @@ def restore_snapshot(experiment: str) -> str | None:
         lines.append(f"autometa: resuming from the experiment state as saved at {saved} (the "
                      f"copy Tune was writing when the run stopped was incomplete or ahead of "
                      f"its checkpoints{note})")
+    unknown = _set_aside_unknown(experiment, snapshot, aside)
+    if unknown:
+        names = ", ".join("_".join(t.split("_")[:2]) for t in unknown)
+        lines.append(f"autometa: {len(unknown)} trial folder(s) started after the saved state "
+                     f"({names}) are not part of the run that resumes; moved to {aside}")
     trimmed = _trim_resuming(experiment, snapshot, aside)
     if trimmed:
         names = ", ".join("_".join(t.split("_")[:2]) for t in trimmed)  # trainable_trialid
@@ -377,6 +383,37 @@ def restore_snapshot(experiment: str) -> str | None:
                      f"their last reports ({names}); those reports are in {aside} and the "
                      f"trials report them again")
     return "\n".join(lines) or None
+
+
+def _set_aside_unknown(experiment: str, snapshot: str, aside: str) -> list[str]:
+    """Move the trial folders that the snapshot's state does not know to ``aside``.
+
+    A trial that Tune started after its last save (and that may have finished before the
+    kill) has a folder but no place in the saved state: the resumed run never lists it and
+    its searcher suggests that point again. Left there, the folder would sit among the run's
+    trials unlisted. The snapshot's statuses name every trial of the saved state (they come
+    from Tune's own trial list at the save); a snapshot without statuses (autometa <= 0.1)
+    moves nothing.
+    """
+    known = snapshot_statuses(snapshot)
+    if not known:
+        return []
+    unknown = [name for name in sorted(os.listdir(experiment))
+               if name not in known and _is_trial_folder(os.path.join(experiment, name))]
+    for name in unknown:
+        os.makedirs(aside, exist_ok=True)
+        os.replace(os.path.join(experiment, name), os.path.join(aside, name))
+    return unknown
+
+
+def _is_trial_folder(path: str) -> bool:
+    """Whether ``path`` is a folder as Tune writes one per trial (its parameters, results or
+    checkpoints in it)."""
+    if os.path.basename(path).startswith(".") or not os.path.isdir(path):
+        return False
+    names = os.listdir(path)
+    return (any(n in names for n in ("params.json", "params.pkl", *STAGED_FILES))
+            or any(checkpoint_index(n) is not None for n in names))
 
 
 def _trim_resuming(experiment: str, snapshot: str, aside: str) -> list[str]:

@@ -44,6 +44,24 @@ POLICY_SNR = "augment_hypergrad_snr"
 """Signal-to-noise ratio of the policy's stochastic hypergradient (> 1: its direction is
 resolved above the noise; it has no solver tolerance, so no ``hypergrad_converged``)."""
 
+WARNINGS_ENV = "AUTOMETA_UNCONVERGED_WARNINGS"
+"""Not a result key: the environment variable by which a driver tells its trials how often an
+engine prints an unconverged hypergradient's warning: ``doubling`` (the default: the 1st, 2nd,
+4th, 8th... unconverged call of each engine) or ``first`` (the first in each worker process
+only; ``autometa run`` sets it for its local workers at the default verbosity, where the run's
+summary counts the rest). Every report says whether it converged either way."""
+WARNINGS_MODES = ("doubling", "first")
+
+
+def warnings_mode(environ: Mapping[str, str]) -> str:
+    """How often an engine warns of an unconverged hypergradient, as ``environ`` says
+    (:data:`WARNINGS_ENV`; ValueError for a value not in :data:`WARNINGS_MODES`)."""
+    mode = environ.get(WARNINGS_ENV, "").strip() or WARNINGS_MODES[0]
+    if mode not in WARNINGS_MODES:
+        raise ValueError(f"{WARNINGS_ENV}={mode!r}: expected one of "
+                         f"{', '.join(WARNINGS_MODES)}")
+    return mode
+
 
 def finite_number(value: Any) -> float | None:
     """``value`` as a float if it is a finite number (Python, NumPy or 0-d tensor), else None.
