@@ -61,6 +61,34 @@ def test_hyperparameters_need_a_marked_parameter_and_a_value():
                                      "shift": 0.0}, SPACE)
 
 
+def test_hyperparameters_from_a_tune_param_space_take_its_continuous_parameters():
+    from ray import tune
+
+    param_space = {"optim": {"weight_decay": tune.loguniform(1e-5, 1.0),
+                             "momentum": tune.quniform(0.0, 0.9, 0.1)},   # q: not continuous
+                   "smoothing": tune.uniform(0.0, 0.3), "width": tune.randint(8, 64),
+                   "act": tune.choice(["relu", "tanh"]), "epochs": 5}
+    config = {"optim": {"weight_decay": 1e-3, "momentum": 0.5}, "smoothing": 0.1, "width": 16,
+              "act": "relu", "epochs": 5}
+    hp = Hyperparameters.from_config(config, param_space, dtype=DT)
+    assert hp.names == ["optim.weight_decay", "smoothing"]
+    assert hp.floats() == pytest.approx({"optim.weight_decay": 1e-3, "smoothing": 0.1},
+                                        rel=1e-12)
+    kinds = {h.name: type(h.transform).__name__ for h in hp.hparams}
+    assert kinds == {"optim.weight_decay": "LogTransform", "smoothing": "LogitTransform"}
+    assert Hyperparameters.from_config(config, param_space, ["smoothing"]).names == ["smoothing"]
+    with pytest.raises(ValueError, match="only a continuous parameter"):
+        Hyperparameters.from_config(config, param_space, ["width"])
+    with pytest.raises(ValueError, match="the Tune param_space has no continuous parameter"):
+        Hyperparameters.from_config({"width": 16}, {"width": tune.randint(8, 64)})
+    # a space document is read as a file is: its markers decide
+    document = {"parameters": {"lr": {"type": "loguniform", "low": 1e-4, "high": 1}}}
+    with pytest.raises(ValueError, match="marks no parameter 'differentiable: true'"):
+        Hyperparameters.from_config({"lr": 0.1}, document)
+    with pytest.raises(TypeError, match="space must be an autometa Space"):
+        Hyperparameters.from_config({"lr": 0.1}, 3)
+
+
 def _ridge_model(seed: int = 0):
     gen = torch.Generator().manual_seed(seed)
     x, y = torch.randn(40, 5, generator=gen, dtype=DT), torch.randn(40, generator=gen, dtype=DT)

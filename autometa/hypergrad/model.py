@@ -98,15 +98,18 @@ class Hyperparameters:
         self._by_name = {h.name: h for h in self.hparams}
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any], space: Space | str,
+    def from_config(cls, config: Mapping[str, Any], space: Space | str | Mapping[str, Any],
                     names: Sequence[str] | None = None, *, device: torch.device | str | None = None,
                     dtype: torch.dtype | None = None) -> Hyperparameters:
         """The space's differentiable hyperparameters (or ``names``) at the trial's config values.
 
         Args:
             config: The trial's config (nested as Tune passes it).
-            space: The search space (a :class:`~autometa.space.Space` or a file's path).
-            names: Space keys to use; default: those marked ``differentiable``. Inactive
+            space: The search space: a :class:`~autometa.space.Space`, a file's path, a
+                space document, or the Tune ``param_space`` dict the Tuner was given.
+            names: Space keys to use; default: those marked ``differentiable``, and in a Tune
+                ``param_space`` (which has no such marker) every continuous parameter
+                (``tune.uniform``, ``tune.loguniform``, ``tune.randn``, without q). Inactive
                 conditional parameters are left out.
             device, dtype: Of the tensors (default: the default dtype, CPU).
 
@@ -114,11 +117,19 @@ class Hyperparameters:
             ValueError: no differentiable parameter, an unknown name, a parameter that is not
                 continuous, or a config without its value.
         """
+        tune_dict = False
         if isinstance(space, str):
             from autometa.space import load_space
 
             space = load_space(_space_file(space))
-        params = _chosen(space, names)
+        elif not isinstance(space, Space):
+            from autometa.convert.coerce import as_space, is_document
+
+            if isinstance(space, Mapping):
+                space = dict(space)
+                tune_dict = not is_document(space)
+            space = as_space(space)
+        params = _chosen(space, names, every_continuous=tune_dict)
         flat = space.flatten(dict(config))
         dtype = dtype or torch.get_default_dtype()
         out = []
@@ -236,7 +247,13 @@ def transform_of(param: Parameter) -> Transform:
     return IdentityTransform()
 
 
-def _chosen(space: Space, names: Sequence[str] | None) -> list[Parameter]:
+def _chosen(space: Space, names: Sequence[str] | None, *,
+            every_continuous: bool = False) -> list[Parameter]:
+    if names is None and every_continuous:  # a Tune param_space: no markers to read
+        names = [p.key for p in space.parameters if coords.is_continuous(p)]
+        if not names:
+            raise ValueError("the Tune param_space has no continuous parameter (tune.uniform, "
+                             "tune.loguniform, tune.randn, without q) to differentiate")
     if names is None:
         names = [p.key for p in space.differentiable()]
         if not names:

@@ -25,33 +25,12 @@ import numpy as np
 from ray import cloudpickle
 from ray.tune.search import Searcher
 
+from autometa.convert.coerce import as_space
 from autometa.searchers.specs import SearcherSpec
 from autometa.space import ConstraintViolation, Space
 from autometa.trial.keys import finite_number, nonfinite_number
 
 logger = logging.getLogger(__name__)
-
-
-def as_space(space: Any) -> Space | None:
-    """An autometa :class:`Space` from what a user may pass as ``space=``: a Space, a Tune
-    ``param_space`` dict (``tune.loguniform(...)`` values), or a space document (a dict with
-    ``parameters``).
-
-    Raises:
-        TypeError: anything else.
-    """
-    if space is None or isinstance(space, Space):
-        return space
-    if isinstance(space, dict):
-        if "parameters" in space:
-            from autometa.space import space_from_dict
-
-            return space_from_dict(space)
-        from autometa.convert.tune import from_tune
-
-        return from_tune(space)
-    raise TypeError(f"space must be an autometa Space, a Tune param_space dict or a space "
-                    f"document with 'parameters', got {type(space).__name__}")
 
 
 class SpaceSearcher(Searcher):
