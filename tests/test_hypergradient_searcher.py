@@ -454,3 +454,40 @@ def test_a_point_to_evaluate_starts_the_first_chain_with_nothing_marked():
     assert second != start and -0.5 < second["b"] < 0.0
     searcher.on_trial_complete("t1", bowl(second))
     assert searcher.chain_trials() == [["t0", "t1"]]
+
+
+def test_a_chain_compares_a_trial_stopped_early_at_the_budget_both_reached():
+    """Under ASHA a chain's step may stop after 1 iteration while its best ran 9; a metric
+    that improves with training must not make the better point look worse."""
+    space = space_from_dict({"parameters": {
+        "x": {"type": "uniform", "low": 0.0, "high": 1.0, "differentiable": True}}})
+
+    def report(searcher, trial, x, iterations):
+        q = (x - 0.3) ** 2 + 0.01
+        for i in range(1, iterations + 1):  # loss q (1 + 4/i): training improves it
+            result = {"loss": q * (1 + 4 / i), "training_iteration": i,
+                      "hypergrad/x": 2 * (x - 0.3) * (1 + 4 / i), "config": {"x": x}}
+            if i < iterations:
+                searcher.on_trial_result(trial, result)
+        searcher.on_trial_complete(trial, result)
+        return result["loss"]
+
+    searcher = make_searcher("hypergradient", space, metric="loss", mode="min", seed=0, chains=1)
+    start = searcher.suggest("t0")["x"]
+    assert start == pytest.approx(0.5)                      # the box's middle
+    final = report(searcher, "t0", start, 9)
+    (chain,) = searcher.all_chains
+    assert chain.best_f == final                            # one budget: the value as reported
+    step = searcher.suggest("t1")["x"]
+    assert 0.3 < step < start                               # downhill, short of the optimum
+    stopped = report(searcher, "t1", step, 1)               # ASHA stopped it at its first rung
+    assert stopped > final                                  # its last value looks worse...
+    assert chain.best_u == pytest.approx([box.to_box(space["x"], step)])  # ...but it is better
+    assert chain.best_f < final
+    assert searcher.suggest("t2")["x"] < step               # the chain goes on from there
+    # a point worse at the budget both reached is still rejected
+    worse = make_searcher("hypergradient", space, metric="loss", mode="min", seed=0, chains=1)
+    report(worse, "t0", worse.suggest("t0")["x"], 1)        # the best: 1 iteration
+    worse.suggest("t1")
+    report(worse, "t1", 0.9, 9)                             # ran longer, but farther away
+    assert worse.all_chains[0].best_u == pytest.approx([box.to_box(space["x"], 0.5)])

@@ -39,6 +39,8 @@ from autometa.trial.keys import (
 
 logger = logging.getLogger(__name__)
 
+BUDGET = "training_iteration"  # Tune's count of a trial's reports: the budget of a result
+
 
 class HypergradientSearcher(SpaceSearcher):
     """Gradient-based search on the space's differentiable parameters.
@@ -123,6 +125,8 @@ class HypergradientSearcher(SpaceSearcher):
         self._gradients_seen = False
         self._warned = False
         self.retired: list[Chain] = []
+        self._curves: dict[str, dict[int, float]] = {}  # chain trial -> budget -> signed metric
+        self._best_curves: dict[int, dict[int, float]] = {}  # chain id -> its best's curve
 
     @property
     def all_chains(self) -> list[Chain]:
@@ -229,6 +233,47 @@ class HypergradientSearcher(SpaceSearcher):
         return self.space.flatten(self.space.assemble(flat))
 
     # ---------------------------------------------------------- observations
+    def _observe_intermediate(self, trial_id: str, result: dict) -> None:
+        if trial_id in self._base_trials:
+            self._base.observe_intermediate(trial_id, result)
+        if trial_id in self._trial_chain:
+            self._record(trial_id, result)
+
+    def _record(self, trial_id: str, result: dict) -> None:
+        """Keep a chain trial's metric at each budget (Tune's ``training_iteration``)."""
+        budget, value = finite_number(result.get(BUDGET)), finite_number(result.get(self._metric))
+        if budget is not None and value is not None:
+            sign = 1.0 if self._mode == "min" else -1.0
+            self.__dict__.setdefault("_curves", {}).setdefault(trial_id, {})[int(budget)] = \
+                sign * value
+
+    def _at_budget(self, chain: Chain, chain_id: int, curve: dict[int, float],
+                   f: float) -> float:
+        """``f`` on the scale of ``chain.best_f``: compared at the budget both trials reached.
+
+        An early-stopping scheduler (ASHA, Hyperband, median stopping) ends some trials after
+        fewer iterations than others, and a metric that improves with training makes a trial
+        stopped early look worse than the chain's best that ran longer, whatever its point.
+        With the best's curve ``b`` (its signed metric by budget), the new point's value at the
+        last budget ``c`` both curves have, not beyond either's end, is moved by the best's own
+        distance there from ``best_f`` (0 at the best's own last budget, unless it was itself
+        compared at a shorter one):
+
+            f' = curve(c) + (best_f - b(c))
+
+        so that ``f' < best_f`` exactly when ``curve(c) < b(c)``. Trials that all run to the
+        same budget (FIFO) give ``f' = f``.
+        """
+        best_curve = self.__dict__.get("_best_curves", {}).get(chain_id)
+        if not best_curve or not curve:
+            return f
+        limit = min(max(curve), max(best_curve))
+        common = [t for t in curve if t <= limit and t in best_curve]
+        if not common:
+            return f
+        c = max(common)
+        return curve[c] + (chain.best_f - best_curve[c])
+
     def _observe(self, trial_id: str, result: dict | None, error: bool) -> None:
         self._infer(result)
         if trial_id in self._base_trials:
@@ -247,6 +292,11 @@ class HypergradientSearcher(SpaceSearcher):
         chain = self._chains[chain_id]
         z = chain.pending[trial_id][0]
         f, grad = self._objective(result, z) if result is not None else (None, None)
+        if result is not None:
+            self._record(trial_id, result)
+        curve = self.__dict__.setdefault("_curves", {}).pop(trial_id, {})
+        if f is not None:
+            f = self._at_budget(chain, chain_id, curve, f)
         if result is not None and grad is None and not self._gradients_seen and not self._warned:
             logger.warning("HypergradientSearcher: results carry no %s<name> for %s; searching "
                            "like the %s base searcher", HYPERGRAD_PREFIX,
@@ -259,6 +309,8 @@ class HypergradientSearcher(SpaceSearcher):
             trust = gradient_trust(finite_number(result.get(CONVERGED)),
                                    finite_number(result.get(RESIDUAL)))
         accepted = chain.complete(trial_id, z, f, grad, trust)
+        if accepted and curve:
+            self.__dict__.setdefault("_best_curves", {})[chain_id] = curve
         if self.holdout_metric and result is not None:
             watched = finite_number(result.get(self.holdout_metric))
             sign = 1.0 if self._mode == "min" else -1.0
@@ -328,11 +380,6 @@ class HypergradientSearcher(SpaceSearcher):
 
     def _adopted(self, trial_id: str, flat: dict[str, Any]) -> None:
         pass  # a trial from before a restore: its result still reaches the base searcher
-
-
-    def _observe_intermediate(self, trial_id: str, result: dict) -> None:
-        if trial_id in self._base_trials:
-            self._base.observe_intermediate(trial_id, result)
 
     def _tell(self, flat: dict[str, Any], value: float | None) -> None:
         """An evaluated point: the base searcher learns it, and the best ones start the next
