@@ -213,4 +213,17 @@ class Declared:
         return None
 
 
-__all__ = ["KINDS", "Declared", "Option", "OptionError"]
+def differentiable_against_space(values: dict[str, Any], space: Any) -> tuple[str, str] | None:
+    """The ``against_space`` check of a ``differentiable`` option (names of continuous
+    parameters of the space), for the classes that take one."""
+    if values.get("differentiable") is not None:
+        from autometa.space import unconstrained
+
+        try:
+            unconstrained.continuous(space, values["differentiable"])
+        except ValueError as err:
+            return "differentiable", f"differentiable: {err}"
+    return None
+
+
+__all__ = ["KINDS", "Declared", "Option", "OptionError", "differentiable_against_space"]

@@ -63,10 +63,16 @@ def test_reported_value_is_the_starting_point():
     assert new["model"]["lam"] == pytest.approx(1e-3 * math.exp(0.5))
 
 
-def test_population_moves_toward_the_optimum_in_real_tune(ray_session, storage):
-    space = space_from_dict({"parameters": {
-        "x": {"type": "uniform", "low": 0.0, "high": 3.0, "differentiable": True},
-        "iterations": 12, "report_hypergrad": True, "checkpoint": True, "target": 0.5}})
+@pytest.mark.parametrize("plain", [False, True], ids=["marked", "plain-tune-dict"])
+def test_population_moves_toward_the_optimum_in_real_tune(ray_session, storage, plain, caplog):
+    if plain:  # a plain Tune param_space: no marker; x is adopted from what the trials report
+        space = {"x": tune.uniform(0.0, 3.0), "iterations": 12, "report_hypergrad": True,
+                 "checkpoint": True, "target": 0.5}
+    else:
+        space = space_from_dict({"parameters": {
+            "x": {"type": "uniform", "low": 0.0, "high": 3.0, "differentiable": True},
+            "iterations": 12, "report_hypergrad": True, "checkpoint": True, "target": 0.5}})
+    caplog.set_level("INFO", logger="autometa.schedulers")
     scheduler = make_scheduler("hypergradient_pbt", space=space, seed=0,
                                perturbation_interval=2, quantile_fraction=0.5, step_size=0.7)
     start = [2.9, 2.5, 2.2, 2.7]  # all far from the optimum x = 0.5
@@ -82,6 +88,9 @@ def test_population_moves_toward_the_optimum_in_real_tune(ray_session, storage):
     final = [r.config["x"] for r in results]
     assert all(0.0 <= x <= 3.0 for x in final)
     assert min(abs(x - 0.5) for x in final) < min(abs(x - 0.5) for x in start) - 0.5, final
+    adopted = [r for r in caplog.records if "no parameter marked differentiable; moving ['x']"
+               in r.getMessage()]
+    assert len(adopted) == (1 if plain else 0)
 
 
 class _Interrupt(tune.Callback):
@@ -165,3 +174,29 @@ def test_space_mutations_and_clipping():
     assert clipped == {"decay": {"fc": 1.0}, "lr": 0.3, "width": 8, "opt": "sgd", "epochs": 5}
     scheduler = make_scheduler("hypergradient_pbt", space=space)
     assert set(scheduler._hyperparam_mutations) == {"opt", "lr", "width"}
+    # named parameters replace the markers: lr moves by hypergradient, decay.fc by mutation
+    named = make_scheduler("hypergradient_pbt", space=space, differentiable=["lr"])
+    assert set(named._hyperparam_mutations) == {"decay", "opt", "width"}
+    with pytest.raises(ValueError, match="differentiable: not in the space: \\['nope'\\]"):
+        make_scheduler("hypergradient_pbt", space=space, differentiable=["nope"])
+    with pytest.raises(ValueError, match="differentiable: opt: only a continuous parameter"):
+        make_scheduler("hypergradient_pbt", space=space, differentiable=["opt"])
+    # a plain Tune param_space is converted (no markers: every parameter mutates until the
+    # trials' hypergradients name the differentiable ones)
+    plain = make_scheduler("hypergradient_pbt", space={"lr": tune.loguniform(1e-3, 0.3),
+                                                       "opt": tune.choice(["sgd", "adam"])})
+    assert set(plain._hyperparam_mutations) == {"lr", "opt"}
+
+
+def test_a_file_naming_a_missing_differentiable_parameter_for_the_scheduler_fails_early(
+        tmp_path):
+    from autometa.launch.plan import plan_experiment
+    from autometa.space import SpaceError, load_space
+
+    file = tmp_path / "pbt.yaml"
+    file.write_text("experiment:\n  metric: loss\n  searcher: random\n"
+                    "  scheduler: {name: hypergradient_pbt, differentiable: [lamda]}\n"
+                    "parameters:\n  lam: {type: loguniform, low: 1.0e-4, high: 1.0}\n")
+    with pytest.raises(SpaceError, match=r"pbt.yaml:4: experiment.scheduler.differentiable: "
+                                         r"hypergradient_pbt: differentiable: not in the space"):
+        plan_experiment(load_space(str(file)))

@@ -83,6 +83,10 @@ def plan_experiment(space: Space, overrides: Overrides | None = None,
     scheduler_values = _check_options(space, exp.scheduler, scheduler, "scheduler",
                                       scheduler_defaults(exp),
                                       {"max_t": ("stop", "training_iteration")})
+    found = scheduler.against_space(scheduler_values, space)
+    if found:
+        raise space.error(f"{exp.scheduler.name}: {found[1]}", *where, "scheduler",
+                          *([found[0]] if found[0] in exp.scheduler.options else []))
     # the searcher whose model the scheduler's budgets are for: itself, or its base
     modelled = searcher.base(searcher_values) or searcher
     if scheduler.only_with is not None and modelled is not scheduler.only_with:

@@ -23,12 +23,13 @@ import copy
 import logging
 import math
 import random
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from ray.tune import Checkpoint
 from ray.tune.schedulers import PopulationBasedTraining
 
-from autometa.space import Space
+from autometa.space import Parameter, Space
 from autometa.space import unconstrained as coords
 from autometa.trial.keys import (
     finite_number,
@@ -42,10 +43,12 @@ logger = logging.getLogger("autometa.schedulers")
 _SAID_NONFINITE: set[str] = set()
 
 
-def space_mutations(space: Space, differentiable: bool = False) -> dict[str, Any]:
+def space_mutations(space: Space, differentiable: bool = False,
+                    exclude: Collection[str] = ()) -> dict[str, Any]:
     """PBT's ``hyperparam_mutations`` for the unconditional parameters of ``space``.
 
-    The ``differentiable`` ones are included only when ``differentiable`` is true.
+    The ``differentiable`` ones are included only when ``differentiable`` is true; those
+    named in ``exclude`` never.
 
     ``choice`` parameters become lists (PBT moves to a neighbouring value or resamples), the
     other distributions Tune domains; constants, grids and conditional parameters are left out.
@@ -55,8 +58,8 @@ def space_mutations(space: Space, differentiable: bool = False) -> dict[str, Any
     selectors = {c.parent for p in space.parameters for c in p.conditions}
     out: dict[str, Any] = {}
     for p in space.parameters:
-        if ((p.differentiable and not differentiable) or p.conditions or p.key in selectors
-                or p.dist in ("constant", "grid")):
+        if ((p.differentiable and not differentiable) or p.key in exclude or p.conditions
+                or p.key in selectors or p.dist in ("constant", "grid")):
             continue
         node = out
         for part in p.path[:-1]:
@@ -85,8 +88,10 @@ def clip_to_space(space: Space, config: dict) -> dict:
 
 def explore_differentiable(space: Space, config: dict, result: dict, mode: str,
                            step_size: float, factors: tuple[float, float],
-                           rng: random.Random) -> tuple[dict, dict[str, str]]:
-    """New values of the differentiable parameters (a pure function of the cloned trial).
+                           rng: random.Random, params: Sequence[Parameter] | None = None,
+                           ) -> tuple[dict, dict[str, str]]:
+    """New values of the differentiable parameters (a pure function of the cloned trial);
+    ``params``: those to move (default: the ones the space marks).
 
     :math:`u' = u - \\eta\\, \\mathrm{sign}(\\partial L/\\partial u)`,
     :math:`\\partial L/\\partial u = (\\partial L/\\partial x)(dx/du)`, with
@@ -95,7 +100,7 @@ def explore_differentiable(space: Space, config: dict, result: dict, mode: str,
     config = copy.deepcopy(config)
     operations = {}
     sign = 1.0 if mode == "min" else -1.0
-    for p in space.differentiable():
+    for p in space.differentiable() if params is None else params:
         node = config
         for part in p.path[:-1]:
             node = node.get(part, {}) if isinstance(node, dict) else {}
@@ -144,15 +149,21 @@ class SpacePBT(PopulationBasedTraining):
     """
 
     _mutate_differentiable = True
+    _not_mutated: tuple[str, ...] = ()  # parameters another explore step moves
 
-    def __init__(self, space: Space, hyperparam_mutations: dict | None = None,
+    def __init__(self, space: Space | dict, hyperparam_mutations: dict | None = None,
                  seed: int | None = None, time_attr: str = "training_iteration",
                  custom_explore_fn: Any = None, **kwargs: Any) -> None:
-        self.space = space
+        from autometa.convert.coerce import as_space
+
+        if space is None:
+            raise ValueError(f"{type(self).__name__} needs the search space (space=...)")
+        self.space = space = as_space(space)
         self._rng = random.Random(seed)
         self._restored: dict[str, dict[str, Any]] = {}
         if hyperparam_mutations is None:
-            hyperparam_mutations = space_mutations(space, self._mutate_differentiable)
+            hyperparam_mutations = space_mutations(space, self._mutate_differentiable,
+                                                   self._not_mutated)
         super().__init__(time_attr=time_attr, hyperparam_mutations=hyperparam_mutations,
                          custom_explore_fn=custom_explore_fn or (
                              None if hyperparam_mutations else _unchanged),
@@ -199,23 +210,62 @@ class HypergradientPBT(SpacePBT):
     """PBT whose explore step follows reported hypergradients (see the module docstring).
 
     Args:
-        space: The search space (its ``differentiable`` parameters are moved by hypergradient).
+        space: The search space: an autometa :class:`~autometa.space.Space`, a Tune
+            ``param_space`` dict or a space document.
         step_size: Signed step in unconstrained units per explore.
+        differentiable: Names (space keys) of the parameters moved by hypergradient. Default:
+            those the space marks ``differentiable``; with none marked (a plain Tune
+            ``param_space``), the continuous parameters whose ``hypergrad/<name>`` the first
+            cloned trial reports (logged when adopted; with none, it warns once and explores
+            as Ray's PBT).
         hyperparam_mutations: PBT mutations of the other parameters (default: every
-            unconditional, non-differentiable parameter of the space; ``{}`` for none).
+            unconditional parameter of the space not moved by hypergradient; ``{}`` for none).
         **kwargs: See :class:`SpacePBT`.
     """
 
     _mutate_differentiable = False
 
-    def __init__(self, space: Space, step_size: float = 0.5, **kwargs: Any) -> None:
+    def __init__(self, space: Space | dict, step_size: float = 0.5,
+                 differentiable: list[str] | None = None, **kwargs: Any) -> None:
+        from autometa.convert.coerce import as_space
+
         self.step_size = step_size
+        self.differentiable = None if differentiable is None else list(differentiable)
+        space = as_space(space) if space is not None else None
+        if space is not None and differentiable is not None:
+            try:
+                self._params = coords.continuous(space, self.differentiable)
+            except ValueError as err:
+                raise ValueError(f"differentiable: {err}") from None
+            # the names replace the markers: a marked parameter not named mutates as any other
+            self._mutate_differentiable, self._not_mutated = True, tuple(self.differentiable)
+        else:
+            self._params = space.differentiable() if space is not None else []
+        self._warned = False
         super().__init__(space, **kwargs)
 
     def _get_new_config(self, trial: Any, trial_to_clone: Any) -> tuple[dict, dict]:
         config, operations = super()._get_new_config(trial, trial_to_clone)
         result = self._trial_state[trial_to_clone].last_result or trial_to_clone.last_result or {}
+        if not self._params:
+            self._infer(result)
         config, moved = explore_differentiable(self.space, config, result, self._mode or "min",
                                                self.step_size, self._perturbation_factors,
-                                               self._rng)
+                                               self._rng, self._params)
         return config, {**operations, **moved}  # (both steps keep values inside the bounds)
+
+    def _infer(self, result: dict) -> None:
+        """With nothing marked or named, adopt the continuous parameters the cloned trial
+        reports hypergradients for."""
+        found = [p for p in self.space.parameters if coords.is_continuous(p)
+                 and reported_hypergrad(result, p.key) is not None]
+        if found:
+            self._params = found
+            logger.info("HypergradientPBT: no parameter marked differentiable; moving %s by "
+                        "the hypergradients the trials report", [p.key for p in found])
+        elif not self._warned:
+            self._warned = True
+            logger.warning("HypergradientPBT: no parameter is differentiable (none marked, "
+                           "none passed as differentiable=[...], and the trials report no "
+                           "hypergrad/<name> for a continuous parameter); exploring as Ray's "
+                           "PBT")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar
 
-from autometa.options import Declared, Option
+from autometa.options import Declared, Option, differentiable_against_space
 from autometa.searchers.specs import BOHBSpec, SearcherSpec
 
 MOST_RUNGS = 100
@@ -140,7 +140,12 @@ class PBTSpec(SchedulerSpec):
 
 class HypergradientPBTSpec(PBTSpec):
     implementation = "autometa.schedulers.population:HypergradientPBT"
-    options = (Option("step_size", "number", 0.5, low=0, low_open=True),) + PBTSpec.options
+    options = (Option("step_size", "number", 0.5, low=0, low_open=True),
+               Option("differentiable", "list", None, optional=True)) + PBTSpec.options
+
+    @classmethod
+    def against_space(cls, values: dict[str, Any], space: Any) -> tuple[str, str] | None:
+        return differentiable_against_space(values, space)
 
 
 __all__ = ["ASHASpec", "BOHBSchedulerSpec", "FIFOSpec", "HyperbandSpec", "HypergradientPBTSpec",

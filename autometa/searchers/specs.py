@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from autometa.options import Declared, Option
+from autometa.options import Declared, Option, differentiable_against_space
 
 MOST_CANDIDATES = 100_000
 """Most candidates (and instances) a race may have: all are drawn when it starts."""
@@ -130,14 +130,7 @@ class HypergradientSpec(SearcherSpec):
 
     @classmethod
     def against_space(cls, values: dict[str, Any], space: Any) -> tuple[str, str] | None:
-        if values["differentiable"] is not None:
-            from autometa.space import unconstrained
-
-            try:
-                unconstrained.continuous(space, values["differentiable"])
-            except ValueError as err:
-                return "differentiable", f"differentiable: {err}"
-        return None
+        return differentiable_against_space(values, space)
 
 
 class RaceSpec(SearcherSpec):
