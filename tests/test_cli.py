@@ -255,6 +255,17 @@ def test_a_bad_warnings_setting_exits_2_before_anything_runs(tmp_path, storage, 
     assert not os.path.exists(os.path.join(storage, "badenv"))  # no run started
 
 
+def test_show_on_plain_tune_results_takes_tunes_metric_and_asks_for_an_unknown_mode(
+        tmp_path, capsys):
+    # the state Tune saves for a Tuner with TuneConfig(metric="acc", mode="max") and Tune's
+    # own searcher: the controller keeps the metric; the mode is nowhere in the folder
+    (tmp_path / "experiment_state-2026-01-01_00-00-00.json").write_text(
+        json.dumps({"trial_data": [], "runner_data": {"_metric": "acc"}, "stats": {}}))
+    assert main(["show", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "'acc' is minimized or maximized: pass --mode min or --mode max" in err, err
+
+
 def test_resume_after_interrupt_runs_no_finished_trial_again(tmp_path, storage, ray_session,
                                                              capsys):
     file = quadratic_file(tmp_path, storage, name="slow", searcher="tpe", num_samples=8,

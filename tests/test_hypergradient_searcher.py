@@ -373,6 +373,12 @@ def test_plain_tune_code_with_a_tune_space_reaches_the_optimum(ray_session, stor
     for r in results:
         for key, (low, high, _) in problem.bounds.items():
             assert low <= r.config[key] <= high
+    # `autometa show` on the folder of plain Tune code: metric and mode are the Tuner's
+    from autometa.launch.show import summarize
+
+    summary = summarize(results.experiment_path)
+    assert (summary.metric, summary.mode) == ("loss", "min")
+    assert summary.table.iloc[0]["loss"] == losses[0]
 
 
 def test_a_tune_dict_given_as_space_is_converted():

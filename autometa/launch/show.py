@@ -113,10 +113,16 @@ def summarize(path: str, metric: str | None = None, mode: str | None = None,
     with _quiet_missing_results():
         analysis = ExperimentAnalysis(path)
     saved = _saved_experiment(path)
-    metric = metric or analysis.default_metric or saved.get("metric")
-    mode = mode or analysis.default_mode or saved.get("mode") or "min"
+    searched_metric, searched_mode = _searched_objective(path)
+    metric = metric or analysis.default_metric or saved.get("metric") or searched_metric
+    # an autometa run's file: mode min unless it says otherwise (as `autometa run` read it)
+    mode = (mode or analysis.default_mode or saved.get("mode") or searched_mode
+            or ("min" if saved else None))
     if not metric:
         raise ValueError("the experiment has no default metric: pass --metric")
+    if mode is None:
+        raise ValueError(f"the experiment does not say whether {metric!r} is minimized or "
+                         f"maximized: pass --mode min or --mode max")
     searcher = saved.get("searcher")
     options = searcher if isinstance(searcher, dict) else {}
     rank_by = rank_by or options.get("holdout_metric") or metric
@@ -322,6 +328,26 @@ def race_candidates(table: Any, metric: str, mode: str, instance_key: str) -> An
     out = out.rename(columns={"mean": f"mean_{metric}"})
     out = out.sort_values(["instances", f"mean_{metric}"], ascending=[False, mode == "min"])
     return out.reset_index(drop=True)
+
+
+def _searched_objective(path: str) -> tuple[str | None, str | None]:
+    """The metric and mode a plain Tune experiment was run with: the metric from Tune's saved
+    controller state, the mode (and metric) from an autometa searcher's saved state."""
+    import glob
+    import json
+
+    from autometa.searchers.base import SpaceSearcher
+
+    metric, mode = SpaceSearcher.saved_objective(path)
+    states = sorted(glob.glob(os.path.join(path, "experiment_state-*.json")))
+    if metric is None and states:
+        try:
+            with open(states[-1]) as handle:
+                saved = json.load(handle).get("runner_data", {}).get("_metric")
+        except (OSError, ValueError, AttributeError):
+            saved = None
+        metric = saved if isinstance(saved, str) and saved and saved != "None" else None
+    return metric, mode
 
 
 def _saved_experiment(path: str) -> dict[str, Any]:

@@ -324,24 +324,24 @@ class SpaceSearcher(Searcher):
         (its newest ``searcher-state-*.pkl``), to read what it decided after the run (a race's
         survivors, the hypergradient searcher's chains); None when there is none, it is
         another class's, or this environment cannot read it."""
-        import glob
-        import os
-
-        # newest by name: Tune names them by session start (searcher-state-<date_time>.pkl),
-        # and a resume copies the folder back, which changes the older files' mtimes
-        files = sorted(glob.glob(os.path.join(folder, "searcher-state-*.pkl")))
-        if not files:
-            return None
-        try:
-            with open(files[-1], "rb") as handle:
-                state = cloudpickle.load(handle)
-        except Exception:  # noqa: BLE001 - a state this environment cannot unpickle
-            return None
-        if not isinstance(state, dict) or state.get("_saved_class") != cls.__qualname__:
+        state = _saved_state(folder)
+        if state is None or state.get("_saved_class") != cls.__qualname__:
             return None
         searcher = cls.__new__(cls)
         searcher.__dict__.update(state)
         return searcher
+
+    @staticmethod
+    def saved_objective(folder: str) -> tuple[str | None, str | None]:
+        """The metric and mode of the autometa searcher whose state Tune saved in the
+        experiment ``folder`` (a Tuner's own ``TuneConfig``, in plain Tune code); (None, None)
+        when there is none or it cannot be read."""
+        state = _saved_state(folder)
+        if state is None or "_saved_class" not in state:
+            return None, None
+        metric, mode = state.get("_metric"), state.get("_mode")
+        return (metric if isinstance(metric, str) else None,
+                mode if mode in ("min", "max") else None)
 
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as handle:
@@ -352,3 +352,22 @@ class SpaceSearcher(Searcher):
 
     def set_state(self, state: dict) -> None:
         self.__dict__.update(state)
+
+
+def _saved_state(folder: str) -> dict | None:
+    """The newest ``searcher-state-*.pkl`` of an experiment folder, if it is a dict this
+    environment can unpickle (what an autometa searcher saves)."""
+    import glob
+    import os
+
+    # newest by name: Tune names them by session start (searcher-state-<date_time>.pkl),
+    # and a resume copies the folder back, which changes the older files' mtimes
+    files = sorted(glob.glob(os.path.join(folder, "searcher-state-*.pkl")))
+    if not files:
+        return None
+    try:
+        with open(files[-1], "rb") as handle:
+            state = cloudpickle.load(handle)
+    except Exception:  # noqa: BLE001 - a state this environment cannot unpickle
+        return None
+    return state if isinstance(state, dict) else None
