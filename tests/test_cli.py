@@ -266,6 +266,33 @@ def test_show_on_plain_tune_results_takes_tunes_metric_and_asks_for_an_unknown_m
     assert "'acc' is minimized or maximized: pass --mode min or --mode max" in err, err
 
 
+def test_a_cluster_address_is_checked_before_rays_long_retries(tmp_path, storage):
+    import socket
+
+    from autometa.launch.run import ClusterUnreachable, check_cluster_address
+
+    with socket.socket() as listening:  # something that accepts connections
+        listening.bind(("0.0.0.0", 0))  # (Ray reads 127.0.0.1 as this node's address)
+        listening.listen()
+        port = listening.getsockname()[1]
+        assert check_cluster_address(f"127.0.0.1:{port}").endswith(f":{port}")
+        assert check_cluster_address(f"ray://127.0.0.1:{port}") == f"127.0.0.1:{port}"
+    # the port is free again: connection refused
+    with pytest.raises(ClusterUnreachable, match=f"nothing answers at .*:{port} "
+                                                 r"\(Connection refused\)"):
+        check_cluster_address(f"127.0.0.1:{port}")
+    with pytest.raises(ClusterUnreachable, match="--address nonsense: Invalid address format"):
+        check_cluster_address("nonsense")
+    # the command line: exit 2 and one line, no traceback, no wait (Ray retried for minutes)
+    file = quadratic_file(tmp_path, storage, name="nocluster")
+    proc = subprocess.run([sys.executable, "-m", "autometa.launch.cli", "run", file,
+                           "--address", f"127.0.0.1:{port}"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert f"error: --address 127.0.0.1:{port}: nothing answers at" in proc.stderr
+
+
 def test_resume_after_interrupt_runs_no_finished_trial_again(tmp_path, storage, ray_session,
                                                              capsys):
     file = quadratic_file(tmp_path, storage, name="slow", searcher="tpe", num_samples=8,

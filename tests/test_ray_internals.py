@@ -38,8 +38,16 @@ def _storage():
                           storage_filesystem=pyarrow.fs.LocalFileSystem(), trial_dir_name="t")
 
 
+def _services():
+    import ray._private.services
+
+    return ray._private.services
+
+
 # (what holds it, attribute, the autometa module that uses it)
 INTERNALS = [
+    (_services, "canonicalize_bootstrap_address", "autometa.launch.run (--address checked "
+                                                  "before ray.init)"),
     (_hyperband, "_trial_info", "autometa.schedulers.resumable (brackets put back on restore)"),
     (_hyperband, "_process_bracket", "autometa.schedulers.resumable"),
     (_bracket, "_live_trials", "autometa.schedulers.resumable"),

@@ -53,6 +53,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except ConnectionError as err:  # (launch.run.ClusterUnreachable: no cluster at --address)
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("\ninterrupted: finished trials are saved; continue with --resume", file=sys.stderr)
         return 130

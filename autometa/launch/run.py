@@ -47,8 +47,46 @@ def _not_autometa(record: logging.LogRecord) -> bool:
     return not (record.name.startswith("autometa") or record.name == "py.warnings")
 
 
+class ClusterUnreachable(ConnectionError):
+    """No Ray cluster answers at the address given (said before Ray's own retries, which wait
+    minutes for a GCS that is not there)."""
+
+
+def check_cluster_address(address: str, timeout: float = 10.0) -> str:
+    """The ``host:port`` a cluster ``address`` (``auto``, ``HOST:PORT``, ``ray://HOST:PORT``)
+    names, once something accepts a TCP connection there.
+
+    Raises:
+        ClusterUnreachable: ``auto`` finds no cluster, the address is malformed, or nothing
+            listens there within ``timeout`` seconds.
+    """
+    import socket
+
+    from ray._private.services import canonicalize_bootstrap_address
+
+    client = address.startswith("ray://")
+    try:  # Ray's own reading: RAY_ADDRESS, the cluster `ray start` recorded, a local GCS
+        resolved = address[len("ray://"):] if client else canonicalize_bootstrap_address(address)
+    except (ConnectionError, ValueError) as err:
+        raise ClusterUnreachable(f"--address {address}: {err}") from None
+    host, _, port = (resolved or "").rpartition(":")
+    if not host or not port.isdigit():
+        raise ClusterUnreachable(f"--address {address}: expected auto, HOST:PORT or "
+                                 f"ray://HOST:PORT")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as err:
+        why = err.strerror or type(err).__name__
+        raise ClusterUnreachable(
+            f"--address {address}: nothing answers at {host}:{port} ({why}); is the cluster "
+            f"up there (`ray start --head` on that machine) and its port open from here?"
+        ) from None
+    return f"{host}:{port}"
+
+
 def _init(address: str | None, num_cpus: int | None, quiet_workers: Any) -> None:
     if address:
+        check_cluster_address(address)
         ray.init(address=address, logging_config=quiet_workers)
     else:
         # address="local": a Ray of its own, even where `ray start` left a cluster running
