@@ -8,11 +8,12 @@ off (the behaviour before it), to measure what it changes.
 
 Task: ``autometa.trainables.synthetic.quadratic`` with exact hypergradients
 (``report_hypergrad``), 4 parameters (2 linear in [0, 1], 2 log-scale in [1e-3, 10]) in a
-plain Tune space, optimum 0.5 for each (inside the box); iteration i reports q (1 + 1/i).
+plain Tune space, optimum 0.5 for each (inside the box); iteration i reports q (1 + c/i)
+(``--curve`` c, default 1: how much training improves the metric).
 Reported per arm and seed: the best q (the metric without its training factor) after N
 trials, the trials (and iterations) until it was below 1e-3, and the iterations spent.
 
-    python benchmarks/searcher_early_stopping.py [--seeds 0 1 2 3 4] [--trials 30]
+    python benchmarks/searcher_early_stopping.py [--seeds 0 1 2 3 4] [--trials 30] [--curve 1]
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ class FinalValues(HypergradientSearcher):
         return f
 
 
-def run(arm: str, seed: int, trials: int, storage: str) -> tuple[float, int]:
+def run(arm: str, seed: int, trials: int, storage: str, curve: float):
     if arm == "random":
         searcher = make_searcher("random", seed=seed)
     elif arm == "final values":
@@ -55,7 +56,7 @@ def run(arm: str, seed: int, trials: int, storage: str) -> tuple[float, int]:
     scheduler = (FIFOScheduler() if arm == "equal budget, FIFO" else
                  ASHAScheduler(max_t=9, grace_period=1, reduction_factor=3))
     tuner = tune.Tuner(
-        quadratic, param_space=SPACE,
+        quadratic, param_space={**SPACE, "curve": curve},
         tune_config=tune.TuneConfig(metric="loss", mode="min", num_samples=trials,
                                     search_alg=searcher, scheduler=scheduler,
                                     max_concurrent_trials=2, reuse_actors=True),
@@ -66,7 +67,7 @@ def run(arm: str, seed: int, trials: int, storage: str) -> tuple[float, int]:
     for result in results:  # in the order the searcher suggested them (Tune's trial index)
         index = int(os.path.basename(result.path).split("_")[2])
         t = int(result.metrics["training_iteration"])
-        rows.append((index, result.metrics["loss"] / (1 + 1 / t), t))
+        rows.append((index, result.metrics["loss"] / (1 + curve / t), t))
     rows.sort()
     best, spent, reached = math.inf, 0, None
     for n, (_, q, t) in enumerate(rows, start=1):
@@ -80,17 +81,19 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--trials", type=int, default=30)
+    parser.add_argument("--curve", type=float, default=1.0,
+                        help="iteration i reports q (1 + curve/i): how much training improves it")
     parser.add_argument("--arms", nargs="+", default=["equal budget", "final values", "random",
                                                        "equal budget, FIFO"])
     args = parser.parse_args()
     ray.init(num_cpus=2, include_dashboard=False, logging_config=ray.LoggingConfig(
         log_level="WARNING"))
     print(f"# {time.strftime('%Y-%m-%d')}, {platform.node()}, {args.trials} trials, "
-          f"2 at a time")
+          f"2 at a time, curve {args.curve}")
     table = {}
     with tempfile.TemporaryDirectory() as storage:
         for arm in args.arms:
-            rows = [run(arm, seed, args.trials, storage) for seed in args.seeds]
+            rows = [run(arm, seed, args.trials, storage, args.curve) for seed in args.seeds]
             table[arm] = rows
             bests = [b for b, _, _ in rows]
             reached = ", ".join("-" if r is None else f"{r[0]} ({r[1]})" for _, _, r in rows)

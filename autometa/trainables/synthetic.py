@@ -24,9 +24,10 @@ def quadratic(config: dict[str, Any]) -> None:
     instance) plus noise of its own (``noise`` x a standard normal seeded by instance and
     configuration): the same configuration on the same instance always scores the same.
     ``fail_at``: raise at that iteration; ``nan_at``: report NaN from then on.
-    Iteration ``i`` reports ``loss * (1 + 1/i)``, so later iterations are better.
+    Iteration ``i`` reports ``loss * (1 + c/i)`` (``curve``: c, default 1), so later
+    iterations are better.
     With ``report_hypergrad: true`` every report also carries the exact derivative
-    ``hypergrad/<key> = 2 (x - target)(1 + 1/i)`` and ``hparams/<key>`` for each numeric key.
+    ``hypergrad/<key> = 2 (x - target)(1 + c/i)`` and ``hparams/<key>`` for each numeric key.
     With ``checkpoint: true`` each report saves the iteration, and a restored trial (Tune's
     pause/resume, PBT's exploit, a retry after its node died) continues from it with its
     current config. With ``report_placement: true`` every report also says where the trial
@@ -34,6 +35,7 @@ def quadratic(config: dict[str, Any]) -> None:
     """
     target = config.get("target", 0.5)
     iterations = int(config.get("iterations", 5))
+    curve = float(config.get("curve", 1.0))
     numbers = [(k, v) for k, v in _numbers(config) if k not in _CONTROL]
     loss = sum((v - target) ** 2 for _, v in numbers) + _instance_noise(config, numbers)
     start = 1
@@ -46,14 +48,15 @@ def quadratic(config: dict[str, Any]) -> None:
             raise RuntimeError(f"planned failure at iteration {i}")
         if config.get("sleep"):
             time.sleep(config["sleep"])
-        value = loss * (1 + 1 / i)
+        value = loss * (1 + curve / i)
         if config.get("nan_at") is not None and i >= config["nan_at"]:
             value = math.nan
         metrics = {"loss": value, "iteration": i}
         if config.get("report_placement"):
             metrics.update(placement(), resumed_from=start - 1)
-        if config.get("report_hypergrad"):  # exact: d loss / dx = 2 (x - target)(1 + 1/i)
-            metrics.update(hypergrad_metrics({k: 2 * (x - target) * (1 + 1 / i) for k, x in numbers},
+        if config.get("report_hypergrad"):  # exact: d loss / dx = 2 (x - target)(1 + c/i)
+            metrics.update(hypergrad_metrics({k: 2 * (x - target) * (1 + curve / i)
+                                              for k, x in numbers},
                                              dict(numbers)))
         if not config.get("checkpoint"):
             tune.report(metrics)
@@ -95,7 +98,7 @@ def instance_score(config: dict[str, Any], instance: int) -> float:
         float(config.get("instance_effect", 0.0)), config.get("noise_df"))
 
 
-_CONTROL = {"target", "iterations", "noise", "sleep", "fail_at", "nan_at", "seed",
+_CONTROL = {"target", "iterations", "curve", "noise", "sleep", "fail_at", "nan_at", "seed",
             "report_hypergrad", "checkpoint", "instance", "instance_effect", "instances",
             "noise_df", "report_placement"}
 
