@@ -81,6 +81,9 @@ def test_hyperparameters_from_a_tune_param_space_take_its_continuous_parameters(
         Hyperparameters.from_config(config, param_space, ["width"])
     with pytest.raises(ValueError, match="the Tune param_space has no continuous parameter"):
         Hyperparameters.from_config({"width": 16}, {"width": tune.randint(8, 64)})
+    # an entry autometa cannot read (the user's own sample_from) does not stop the rest
+    odd = {**param_space, "seed": tune.sample_from(lambda spec: 7)}
+    assert Hyperparameters.from_config({**config, "seed": 7}, odd).names == hp.names
     # a space document is read as a file is: its markers decide
     document = {"parameters": {"lr": {"type": "loguniform", "low": 1e-4, "high": 1}}}
     with pytest.raises(ValueError, match="marks no parameter 'differentiable: true'"):

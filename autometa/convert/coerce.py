@@ -37,3 +37,24 @@ def is_document(space: dict) -> bool:
     """Whether a dict is a space document (``parameters``, optionally ``experiment``), not a
     Tune ``param_space``."""
     return "parameters" in space
+
+
+def continuous_part(param_space: dict) -> Space:
+    """The continuous parameters of a Tune ``param_space`` as a :class:`Space`, the rest left
+    out: for a reader that needs only those (a trial's hypergradient engine), where another
+    entry is one autometa cannot read (a ``tune.sample_from`` of the user's own function)."""
+    from ray.tune.search.sample import Float
+
+    from autometa.convert.tune import from_tune
+
+    def keep(node: dict) -> dict:
+        out = {}
+        for key, value in node.items():
+            if isinstance(value, dict):
+                if inner := keep(value):
+                    out[key] = inner
+            elif isinstance(value, Float):
+                out[key] = value
+        return out
+
+    return from_tune(keep(param_space))

@@ -128,7 +128,14 @@ class Hyperparameters:
             if isinstance(space, Mapping):
                 space = dict(space)
                 tune_dict = not is_document(space)
-            space = as_space(space)
+            try:
+                space = as_space(space)
+            except ValueError:
+                if not tune_dict:
+                    raise
+                from autometa.convert.coerce import continuous_part
+
+                space = continuous_part(space)  # all a trial's engine needs of it
         params = _chosen(space, names, every_continuous=tune_dict)
         flat = space.flatten(dict(config))
         dtype = dtype or torch.get_default_dtype()
