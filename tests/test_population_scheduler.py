@@ -93,6 +93,25 @@ def test_population_moves_toward_the_optimum_in_real_tune(ray_session, storage, 
     assert len(adopted) == (1 if plain else 0)
 
 
+def test_without_any_reported_hypergradient_it_says_so_once_and_explores_as_pbt(
+        ray_session, storage, caplog):
+    space = {"x": tune.uniform(0.0, 3.0), "iterations": 8, "checkpoint": True}  # no hypergrads
+    caplog.set_level("INFO", logger="autometa.schedulers")
+    scheduler = make_scheduler("hypergradient_pbt", space=space, seed=0,
+                               perturbation_interval=2, quantile_fraction=0.5)
+    results = tune.Tuner(
+        quadratic, param_space=space,
+        tune_config=tune.TuneConfig(metric="loss", mode="min", scheduler=scheduler,
+                                    num_samples=4, max_concurrent_trials=4, reuse_actors=True),
+        run_config=tune.RunConfig(storage_path=storage, verbose=0),
+    ).fit()
+    assert not results.errors and len(results) == 4
+    assert scheduler._num_perturbations > 0  # it explored
+    said = [r for r in caplog.records if "no parameter is differentiable" in r.getMessage()]
+    assert len(said) == 1, said
+    assert "report no hypergrad/<name> for a continuous parameter" in said[0].getMessage()
+
+
 class _Interrupt(tune.Callback):
     """Interrupts the experiment (as Ctrl-C does) once the scheduler has perturbed three times
     (one more than the test requires of the saved state: Tune saves the state a little after

@@ -32,6 +32,7 @@ from ray.tune.schedulers import PopulationBasedTraining
 from autometa.space import Parameter, Space
 from autometa.space import unconstrained as coords
 from autometa.trial.keys import (
+    HYPERGRAD_PREFIX,
     finite_number,
     hypergrad_key,
     nonfinite_number,
@@ -267,5 +268,5 @@ class HypergradientPBT(SpacePBT):
             self._warned = True
             logger.warning("HypergradientPBT: no parameter is differentiable (none marked, "
                            "none passed as differentiable=[...], and the trials report no "
-                           "hypergrad/<name> for a continuous parameter); exploring as Ray's "
-                           "PBT")
+                           "%s<name> for a continuous parameter); exploring as Ray's PBT",
+                           HYPERGRAD_PREFIX)
