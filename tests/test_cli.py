@@ -473,7 +473,8 @@ def test_race_from_a_file_interrupted_and_resumed(tmp_path, storage, ray_session
     best = yaml.safe_load(open(os.path.join(path, "best_config.yaml")))
     assert "instance" not in best and 0 <= best["x"] <= 2
     # `show` draws the race: each candidate's running mean, ending where it was dropped
-    from autometa.launch.show import figures_of, summarize
+    from autometa.launch.plots import figures_of
+    from autometa.launch.show import summarize
 
     summary = summarize(path)
     race = next(fig for fig in figures_of(summary) if fig.name == "race")

@@ -156,7 +156,8 @@ def test_show_draws_chains_trajectories_and_endings_and_a_browser_renders_the_re
     report = os.path.join(path, "autometa_report", "report.html")
     assert f"Interactive report (one file, opens offline): {report}" in out
 
-    from autometa.launch.show import figures_of, summarize
+    from autometa.launch.plots import figures_of
+    from autometa.launch.show import summarize
 
     summary = summarize(path)
     drawn = {fig.name: fig for fig in figures_of(summary)}

@@ -319,7 +319,8 @@ class _SigintWatch:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from autometa.launch.show import figures_of, summarize, write_best_config, write_plots
+    from autometa.launch.plots import figures_of, write_plots
+    from autometa.launch.show import summarize, write_best_config
 
     summary = summarize(args.results, metric=args.metric, mode=args.mode)
     import pandas as pd

@@ -1,6 +1,6 @@
 """The single-file interactive report of ``autometa show``: ``report.html``.
 
-Every plot of :func:`autometa.launch.show.figures_of`, drawn with plotly (zoom, hover with
+Every plot of :func:`autometa.launch.plots.figures_of`, drawn with plotly (zoom, hover with
 the trial id, legend toggles), plotly.js embedded once, so that the file opens from disk with
 no server and no network; above them, the run's outcome, the best config and the top trials.
 """
